@@ -1,0 +1,22 @@
+//! OpenID Connect relying party: provider, login, callback, logout, refresh, session extractor, CSRF.
+
+pub mod csrf;
+pub mod extractor;
+pub mod provider;
+pub mod refresh;
+pub mod return_to;
+pub mod routes;
+pub mod transaction;
+
+use actix_web::web;
+
+/// Mounts `/api/auth/*` (inside the `/api` scope).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/auth")
+            .route("/login", web::get().to(routes::login))
+            .route("/callback", web::get().to(routes::callback))
+            .route("/logout", web::post().to(routes::logout))
+            .route("/me", web::get().to(routes::me)),
+    );
+}

@@ -1,0 +1,193 @@
+//! Refresh of a session's tokens before they are forwarded: one refresh per session at
+//! a time, rotation-aware (re-read the session before giving up on `invalid_grant`).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use crate::{
+    config::ForwardToken,
+    error::ApiError,
+    session::{now, store::AuditEvent, SessionRecord, Tokens},
+    state::AppState,
+};
+
+use super::provider::{RefreshRejected, TokenResponse};
+
+/// Per-session locks, so N concurrent requests of one session cause one refresh.
+#[derive(Default)]
+pub struct RefreshLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl RefreshLocks {
+    fn get(&self, key_hash: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Drop locks nobody holds any more, so the map does not grow with sessions.
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        map.entry(key_hash.to_owned()).or_default().clone()
+    }
+}
+
+/// The token forwarded upstream, per `FORWARD_TOKEN`.
+pub fn forwarded(tokens: &Tokens, which: ForwardToken) -> Option<&str> {
+    match which {
+        ForwardToken::IdToken => Some(tokens.id_token.as_str()),
+        ForwardToken::AccessToken => tokens.access_token.as_deref(),
+    }
+}
+
+/// When the forwarded token expires: the id_token's `exp`, or `expires_in` of the access token.
+pub fn forward_expiry(which: ForwardToken, id_exp: i64, expires_in: Option<i64>) -> i64 {
+    match (which, expires_in) {
+        (ForwardToken::AccessToken, Some(secs)) => now() + secs,
+        _ => id_exp,
+    }
+}
+
+/// Returns tokens valid for at least the refresh skew, refreshing them if needed.
+pub async fn fresh_tokens(
+    state: &AppState,
+    client: &awc::Client,
+    key_hash: &str,
+    record: &SessionRecord,
+) -> Result<Tokens, ApiError> {
+    let skew = state.settings.refresh_skew.as_secs() as i64;
+    if record.tokens.expires_at > now() + skew {
+        return Ok(record.tokens.clone());
+    }
+    let lock = state.refresh_locks.get(key_hash);
+    let _held = lock.lock().await;
+    // Whoever held the lock before us may have refreshed already.
+    let current = reload(state, key_hash).await?;
+    if current.tokens.expires_at > now() + skew {
+        return Ok(current.tokens);
+    }
+    let Some(refresh_token) = current.tokens.refresh_token.clone() else {
+        return end(state, key_hash, &current, "no refresh token").await;
+    };
+    match state.provider.refresh(client, &refresh_token).await {
+        Ok(res) => apply(state, client, key_hash, &current, res).await,
+        Err(e) if e.downcast_ref::<RefreshRejected>().is_some() => {
+            // Another replica may have rotated the refresh token a moment ago.
+            let again = reload(state, key_hash).await?;
+            if again.version != current.version && again.tokens.expires_at > now() + skew {
+                return Ok(again.tokens);
+            }
+            tracing::warn!(error = %e, "refresh refused by the provider");
+            end(state, key_hash, &current, "refresh refused").await
+        }
+        Err(e) if current.tokens.expires_at > now() => {
+            tracing::warn!(error = %e, "refresh failed; the current token is still valid");
+            Ok(current.tokens)
+        }
+        Err(e) => Err(ApiError::IdpUnavailable(e)),
+    }
+}
+
+async fn reload(state: &AppState, key_hash: &str) -> Result<SessionRecord, ApiError> {
+    state
+        .store
+        .load(key_hash)
+        .await
+        .map_err(ApiError::StoreUnavailable)?
+        .ok_or(ApiError::SessionExpired)
+}
+
+async fn apply(
+    state: &AppState,
+    client: &awc::Client,
+    key_hash: &str,
+    current: &SessionRecord,
+    res: TokenResponse,
+) -> Result<Tokens, ApiError> {
+    let which = state.settings.forward_token;
+    // A refreshed id_token may repeat the login nonce or carry none: nonce is not checked.
+    let (id_token, id_exp) = match res.id_token {
+        Some(t) => {
+            let claims = match state.provider.validate_id_token(client, &t, None).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "refreshed id_token rejected");
+                    return end(state, key_hash, current, "refreshed id_token rejected").await;
+                }
+            };
+            if claims.sub != current.sub {
+                return end(
+                    state,
+                    key_hash,
+                    current,
+                    "refreshed id_token names another subject",
+                )
+                .await;
+            }
+            (t, claims.exp)
+        }
+        None if which == ForwardToken::IdToken => {
+            return end(state, key_hash, current, "refresh returned no id_token").await;
+        }
+        None => (current.tokens.id_token.clone(), 0),
+    };
+    let tokens = Tokens {
+        id_token,
+        access_token: res.access_token.or_else(|| current.tokens.access_token.clone()),
+        refresh_token: res.refresh_token.or_else(|| current.tokens.refresh_token.clone()),
+        expires_at: forward_expiry(which, id_exp, res.expires_in),
+    };
+    let profile = match tokens.access_token.as_deref() {
+        Some(at) => state.provider.userinfo(client, at).await.ok().flatten(),
+        None => None,
+    }
+    .filter(|u| u.sub == current.sub);
+    let (name, email) = profile.map(|p| (p.name, p.email)).unwrap_or_default();
+    let stored = state
+        .store
+        .update_tokens(
+            key_hash,
+            current.version,
+            &tokens,
+            name.as_deref(),
+            email.as_deref(),
+        )
+        .await
+        .map_err(ApiError::StoreUnavailable)?;
+    if !stored {
+        // Lost a race with another replica: its tokens are the ones to use.
+        return Ok(reload(state, key_hash).await?.tokens);
+    }
+    tracing::info!(session = %current.id, "tokens refreshed");
+    state
+        .store
+        .audit(AuditEvent {
+            event: "refresh",
+            sub: Some(&current.sub),
+            session_id: Some(&current.id),
+            ip: None,
+            detail: None,
+        })
+        .await;
+    Ok(tokens)
+}
+
+async fn end(
+    state: &AppState,
+    key_hash: &str,
+    current: &SessionRecord,
+    why: &str,
+) -> Result<Tokens, ApiError> {
+    state
+        .store
+        .delete(key_hash)
+        .await
+        .map_err(ApiError::StoreUnavailable)?;
+    state
+        .store
+        .audit(AuditEvent {
+            event: "refresh_failed",
+            sub: Some(&current.sub),
+            session_id: Some(&current.id),
+            ip: None,
+            detail: Some(why),
+        })
+        .await;
+    Err(ApiError::SessionExpired)
+}

@@ -1,0 +1,317 @@
+//! Sign-in, callback, sign-out and `me`.
+
+use actix_web::{
+    cookie::{time::Duration as CookieDuration, Cookie, SameSite},
+    http::header,
+    web, HttpRequest, HttpResponse,
+};
+use serde::Deserialize;
+
+use super::{
+    extractor::{CurrentSession, MaybeSession},
+    provider::TokenError,
+    refresh::forward_expiry,
+    return_to::{validate_return_to, DEFAULT_RETURN_TO},
+    transaction::{removal_cookie, LoginTransaction, LOGIN_TTL_SECS},
+};
+use crate::{
+    error::{ApiError, PageError},
+    session::{
+        crypto::{pkce_challenge, random_token, sha256_hex},
+        now,
+        store::AuditEvent,
+        SessionRecord, Tokens,
+    },
+    state::AppState,
+};
+
+/// Query of `GET /api/auth/login`.
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    #[serde(rename = "returnTo")]
+    return_to: Option<String>,
+}
+
+/// Starts Authorization Code + PKCE: sets the login cookie and redirects to the provider.
+#[tracing::instrument(name = "login", skip_all)]
+pub async fn login(
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, PageError> {
+    let return_to = match query.return_to.as_deref() {
+        None => DEFAULT_RETURN_TO,
+        Some(raw) => validate_return_to(raw).ok_or_else(|| {
+            PageError::BadRequest("The page to return to after sign-in must be a path on this site.".into())
+        })?,
+    };
+    let md = state
+        .provider
+        .metadata(&client)
+        .await
+        .map_err(PageError::IdpUnavailable)?;
+    let tx = LoginTransaction::new(return_to.to_owned());
+    let mut url = url::Url::parse(&md.authorization_endpoint)
+        .map_err(|e| PageError::IdpUnavailable(anyhow::anyhow!("bad authorization_endpoint: {e}")))?;
+    {
+        let oidc = state.provider.settings();
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &oidc.client_id)
+            .append_pair("redirect_uri", state.provider.redirect_uri())
+            .append_pair("scope", &oidc.scopes)
+            .append_pair("state", &tx.state)
+            .append_pair("nonce", &tx.nonce)
+            .append_pair("code_challenge", &pkce_challenge(&tx.verifier))
+            .append_pair("code_challenge_method", "S256");
+        if let Some(p) = &oidc.prompt {
+            q.append_pair("prompt", p);
+        }
+    }
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, url.as_str()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(tx.to_cookie(&state.login_cookie, state.secure_cookies, &state.keys))
+        .finish())
+}
+
+/// Query of `GET /api/auth/callback`.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Finishes sign-in: checks state, exchanges the code, validates the id_token, creates a
+/// new session and redirects to the saved returnTo.
+#[tracing::instrument(name = "callback", skip_all)]
+pub async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    query: web::Query<CallbackQuery>,
+    previous: MaybeSession,
+) -> Result<HttpResponse, PageError> {
+    let q = query.into_inner();
+    let clear_login = removal_cookie(&state.login_cookie, state.secure_cookies);
+    let refuse = PageError::BadRequest;
+    if let Some(err) = q.error.as_deref() {
+        let detail = q.error_description.as_deref().unwrap_or("");
+        tracing::info!(error = err, "provider returned an error");
+        let mut page = actix_web::ResponseError::error_response(&refuse(format!(
+            "Sign-in was not completed: {err}. {detail}"
+        )));
+        let _ = page.add_cookie(&clear_login);
+        return Ok(page);
+    }
+    let tx = LoginTransaction::from_request(&req, &state.login_cookie, &state.keys).ok_or_else(|| {
+        refuse("No sign-in is in progress in this browser, or it took too long. Please sign in again.".into())
+    })?;
+    let (Some(code), Some(got_state)) = (q.code.as_deref(), q.state.as_deref()) else {
+        return Err(refuse(
+            "The sign-in response is missing its code or state.".into(),
+        ));
+    };
+    if got_state != tx.state {
+        return Err(refuse(
+            "The sign-in response does not belong to this browser's sign-in.".into(),
+        ));
+    }
+    let md = state
+        .provider
+        .metadata(&client)
+        .await
+        .map_err(PageError::IdpUnavailable)?;
+    match q.iss.as_deref() {
+        Some(iss) if iss != md.issuer => {
+            return Err(refuse("The sign-in response comes from another issuer.".into()))
+        }
+        None if md.authorization_response_iss_parameter_supported => {
+            return Err(refuse("The sign-in response lacks its issuer.".into()))
+        }
+        _ => {}
+    }
+    let fresh = state
+        .store
+        .consume_state(&sha256_hex(&tx.state), tx.started_at + LOGIN_TTL_SECS, now())
+        .await
+        .map_err(PageError::StoreUnavailable)?;
+    if !fresh {
+        return Err(refuse("This sign-in response was already used.".into()));
+    }
+    let tokens = state
+        .provider
+        .exchange_code(&client, code, &tx.verifier)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "code exchange failed");
+            PageError::BadRequest(
+                "The identity provider did not accept the sign-in. Please try again.".into(),
+            )
+        })?;
+    let id_token = tokens
+        .id_token
+        .clone()
+        .ok_or_else(|| refuse("The identity provider returned no id_token.".into()))?;
+    let claims = state
+        .provider
+        .validate_id_token(&client, &id_token, Some(&tx.nonce))
+        .await
+        .map_err(|e| match e {
+            TokenError::Keys(e) => PageError::IdpUnavailable(e),
+            TokenError::Invalid(why) => {
+                tracing::warn!(reason = %why, "id_token rejected");
+                refuse("The identity provider's answer could not be verified.".into())
+            }
+        })?;
+    let profile = match tokens.access_token.as_deref() {
+        Some(at) => match state.provider.userinfo(&client, at).await {
+            Ok(p) => p.filter(|p| p.sub == claims.sub),
+            Err(e) => {
+                tracing::warn!(error = %e, "userinfo failed; using id_token claims");
+                None
+            }
+        },
+        None => None,
+    };
+    let (name, email) = match profile {
+        Some(p) => (p.name.or(claims.name.clone()), p.email.or(claims.email.clone())),
+        None => (claims.name.clone(), claims.email.clone()),
+    };
+
+    // A session the browser already had (or a planted cookie) is never reused.
+    if let Some(old) = previous.0 {
+        state
+            .store
+            .delete(&old.key_hash)
+            .await
+            .map_err(PageError::StoreUnavailable)?;
+    }
+    let now = now();
+    let settings = &state.settings;
+    let key = random_token();
+    let key_hash = sha256_hex(&key);
+    let record = SessionRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        sub: claims.sub.clone(),
+        sid: claims.sid.clone(),
+        name,
+        email,
+        tokens: Tokens {
+            id_token,
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            expires_at: forward_expiry(settings.forward_token, claims.exp, tokens.expires_in),
+        },
+        version: 0,
+        created_at: now,
+        last_seen: now,
+        idle_expires_at: now + settings.session_idle.as_secs() as i64,
+        expires_at: now + settings.session_absolute.as_secs() as i64,
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        ip: req.peer_addr().map(|a| a.ip().to_string()),
+    };
+    state
+        .store
+        .create(&key_hash, &record)
+        .await
+        .map_err(PageError::StoreUnavailable)?;
+    state
+        .store
+        .audit(AuditEvent {
+            event: "sign_in",
+            sub: Some(&record.sub),
+            session_id: Some(&record.id),
+            ip: record.ip.as_deref(),
+            detail: None,
+        })
+        .await;
+    tracing::info!(session = %record.id, "signed in");
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, tx.return_to.as_str()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(session_cookie(&state, key))
+        .cookie(clear_login)
+        .finish())
+}
+
+fn session_cookie(state: &AppState, key: String) -> Cookie<'static> {
+    Cookie::build(state.session_cookie.clone(), key)
+        .path("/")
+        .http_only(true)
+        .secure(state.secure_cookies)
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::seconds(
+            state.settings.session_absolute.as_secs() as i64
+        ))
+        .finish()
+}
+
+/// Ends the session here and, when the provider supports it, at the provider.
+#[tracing::instrument(name = "logout", skip_all)]
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    session: MaybeSession,
+) -> Result<HttpResponse, ApiError> {
+    let mut redirect = "/".to_owned();
+    if let Some(s) = session.0 {
+        state
+            .store
+            .delete(&s.key_hash)
+            .await
+            .map_err(ApiError::StoreUnavailable)?;
+        state
+            .store
+            .audit(AuditEvent {
+                event: "sign_out",
+                sub: Some(&s.record.sub),
+                session_id: Some(&s.record.id),
+                ip: req.peer_addr().map(|a| a.ip().to_string()).as_deref(),
+                detail: None,
+            })
+            .await;
+        tracing::info!(session = %s.record.id, "signed out");
+        if let Some(rt) = &s.record.tokens.refresh_token {
+            state.provider.revoke(&client, rt).await;
+        }
+        if let Ok(md) = state.provider.metadata(&client).await {
+            if let Some(end) = &md.end_session_endpoint {
+                if let Ok(mut url) = url::Url::parse(end) {
+                    url.query_pairs_mut()
+                        .append_pair("id_token_hint", &s.record.tokens.id_token)
+                        .append_pair("post_logout_redirect_uri", &format!("{}/", state.origin()))
+                        .append_pair("client_id", state.provider.client_id());
+                    redirect = url.into();
+                }
+            }
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(removal_cookie(&state.session_cookie, state.secure_cookies))
+        .json(serde_json::json!({ "redirect_to": redirect })))
+}
+
+/// Who is signed in: what the client uses for isAuthenticated/userId.
+pub async fn me(session: CurrentSession) -> HttpResponse {
+    let r = &session.record;
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "sub": r.sub,
+            "name": r.name,
+            "email": r.email,
+            "session_id": r.id,
+            "created_at": r.created_at,
+            "expires_at": r.expires_at.min(r.idle_expires_at),
+        }))
+}

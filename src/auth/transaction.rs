@@ -1,0 +1,83 @@
+//! The login transaction (state, nonce, PKCE verifier, returnTo) in a short-lived
+//! encrypted cookie, so anonymous visitors create no rows.
+
+use actix_web::{
+    cookie::{time::Duration as CookieDuration, Cookie, CookieJar, SameSite},
+    HttpRequest,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::session::crypto::{random_token, Keys};
+
+/// How long a sign-in may take at the provider.
+pub const LOGIN_TTL_SECS: i64 = 600;
+
+/// One login in progress.
+#[derive(Serialize, Deserialize)]
+pub struct LoginTransaction {
+    /// Echoed back by the provider; binds the callback to this browser.
+    pub state: String,
+    /// Must come back inside the id_token.
+    pub nonce: String,
+    /// PKCE code verifier.
+    pub verifier: String,
+    /// Validated same-origin path to land on.
+    pub return_to: String,
+    /// Unix time the login started.
+    pub started_at: i64,
+}
+
+impl LoginTransaction {
+    /// A fresh transaction with random state, nonce and verifier.
+    pub fn new(return_to: String) -> Self {
+        Self {
+            state: random_token(),
+            nonce: random_token(),
+            verifier: random_token(),
+            return_to,
+            started_at: crate::session::now(),
+        }
+    }
+
+    /// The encrypted cookie carrying this transaction.
+    pub fn to_cookie(&self, name: &str, secure: bool, keys: &Keys) -> Cookie<'static> {
+        let value = serde_json::to_string(self).unwrap_or_default();
+        let mut jar = CookieJar::new();
+        jar.private_mut(keys.cookie_key()).add(
+            Cookie::build(name.to_owned(), value)
+                .path("/")
+                .http_only(true)
+                .secure(secure)
+                .same_site(SameSite::Lax)
+                .max_age(CookieDuration::seconds(LOGIN_TTL_SECS))
+                .finish(),
+        );
+        jar.delta()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| Cookie::new(name.to_owned(), ""))
+    }
+
+    /// Reads and decrypts the transaction cookie; `None` if absent, forged or stale.
+    pub fn from_request(req: &HttpRequest, name: &str, keys: &Keys) -> Option<Self> {
+        let raw = req.cookie(name)?;
+        let mut jar = CookieJar::new();
+        jar.add_original(raw.into_owned());
+        let plain = jar.private(keys.cookie_key()).get(name)?;
+        let tx: Self = serde_json::from_str(plain.value()).ok()?;
+        let age = crate::session::now() - tx.started_at;
+        (0..=LOGIN_TTL_SECS).contains(&age).then_some(tx)
+    }
+}
+
+/// A cookie that deletes `name`, with the attributes it was set with.
+pub fn removal_cookie(name: &str, secure: bool) -> Cookie<'static> {
+    let mut c = Cookie::build(name.to_owned(), "")
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .finish();
+    c.make_removal();
+    c
+}

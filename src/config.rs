@@ -1,0 +1,446 @@
+//! Typed settings read from the environment, validated once at start.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// A configuration problem, printed as one line naming the variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration error: {var}: {expected}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What was expected instead.
+    pub expected: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, expected: impl Into<String>) -> Self {
+        Self {
+            var,
+            expected: expected.into(),
+        }
+    }
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAuthMethod {
+    /// HTTP Basic with client id and secret (`client_secret_basic`).
+    Basic,
+    /// Client id and secret in the form body (`client_secret_post`).
+    Post,
+}
+
+/// Which of the session's tokens is sent upstream as the Bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardToken {
+    /// The OIDC id_token (what the Next.js route forwarded).
+    IdToken,
+    /// The OAuth access token.
+    AccessToken,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The OpenID provider this relying party signs users in with.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// Issuer identifier; discovery is `{issuer}/.well-known/openid-configuration`.
+    pub issuer: Url,
+    /// Registered client id.
+    pub client_id: String,
+    /// Registered client secret.
+    pub client_secret: SecretString,
+    /// Space-separated scopes requested at login.
+    pub scopes: String,
+    /// Optional `prompt` sent on the authorization request.
+    pub prompt: Option<String>,
+    /// Client authentication method at the token endpoint.
+    pub token_auth_method: TokenAuthMethod,
+}
+
+/// Every setting of the service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address the HTTP server binds.
+    pub bind_addr: SocketAddr,
+    /// Public origin of the BFF as browsers see it; `None` derives it from the bound address.
+    pub public_url: Option<Url>,
+    /// The provider; `None` means demo mode (built-in provider).
+    pub oidc: Option<OidcSettings>,
+    /// Master secret for the session cookie, the login cookie and tokens at rest.
+    pub session_secret: Option<SecretString>,
+    /// sqlx connection URL of the session database.
+    pub database_url: String,
+    /// A session unused this long ends.
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, used or not.
+    pub session_absolute: Duration,
+    /// Token sent upstream as the Bearer token.
+    pub forward_token: ForwardToken,
+    /// Tokens expiring within this window are refreshed before use.
+    pub refresh_skew: Duration,
+    /// Minimum time between JWKS refetches caused by an unknown `kid`.
+    pub jwks_min_refetch: Duration,
+    /// Leeway for `exp`/`iat` checks.
+    pub clock_leeway: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Lifetime of tokens issued by the demo provider.
+    pub demo_token_ttl: Duration,
+    /// Base URL of the backend the remote-API routes forward to.
+    pub backend_url: Option<Url>,
+    /// ChatKit endpoint; defaults to `{BACKEND_URL}/chatkit`.
+    pub chatkit_url: Option<Url>,
+    /// Time allowed to connect to an upstream.
+    pub upstream_connect_timeout: Duration,
+    /// Time allowed for an upstream's response headers.
+    pub upstream_header_timeout: Duration,
+    /// Longest silence allowed between two chunks of an upstream body.
+    pub upstream_idle_timeout: Duration,
+    /// Interval of `: keep-alive` comments on quiet SSE streams; `None` disables them.
+    pub sse_heartbeat: Option<Duration>,
+    /// Largest JSON request body accepted by the proxy.
+    pub max_json_body: usize,
+    /// Largest upload (multipart) request body accepted by the proxy.
+    pub max_upload_body: usize,
+    /// `domainKey` handed to the ChatKit web component.
+    pub chatkit_domain_key: String,
+    /// Script URL of the ChatKit web component.
+    pub chatkit_script_url: String,
+    /// HTTP worker threads; `None` uses one per core.
+    pub workers: Option<usize>,
+}
+
+impl Settings {
+    /// Reads settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Reads settings from a map of variables (the process environment or a test's).
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        let bind_addr = match get("BIND_ADDR") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError::new("BIND_ADDR", "a socket address like 127.0.0.1:8080"))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let public_url = get("PUBLIC_URL")
+            .map(|v| parse_http_url("PUBLIC_URL", v))
+            .transpose()?;
+        if let Some(u) = &public_url {
+            if u.path() != "/" || u.query().is_some() {
+                return Err(ConfigError::new(
+                    "PUBLIC_URL",
+                    "an origin without path or query, like https://app.example.com",
+                ));
+            }
+        }
+
+        let oidc = match get("OIDC_ISSUER") {
+            None => None,
+            Some(v) => {
+                let issuer = parse_http_url("OIDC_ISSUER", v)?;
+                let public_https = public_url.as_ref().is_some_and(|u| u.scheme() == "https");
+                if public_https && issuer.scheme() != "https" {
+                    return Err(ConfigError::new(
+                        "OIDC_ISSUER",
+                        "an https URL when PUBLIC_URL is https",
+                    ));
+                }
+                let client_id = get("OIDC_CLIENT_ID")
+                    .ok_or_else(|| ConfigError::new("OIDC_CLIENT_ID", "required when OIDC_ISSUER is set"))?
+                    .to_owned();
+                let client_secret = get("OIDC_CLIENT_SECRET")
+                    .ok_or_else(|| {
+                        ConfigError::new("OIDC_CLIENT_SECRET", "required when OIDC_ISSUER is set")
+                    })?
+                    .into();
+                let scopes = get("OIDC_SCOPES")
+                    .unwrap_or("openid profile email offline_access")
+                    .to_owned();
+                if !scopes.split_whitespace().any(|s| s == "openid") {
+                    return Err(ConfigError::new(
+                        "OIDC_SCOPES",
+                        "a scope list that includes openid",
+                    ));
+                }
+                let token_auth_method = match get("OIDC_TOKEN_AUTH_METHOD") {
+                    None | Some("client_secret_basic") => TokenAuthMethod::Basic,
+                    Some("client_secret_post") => TokenAuthMethod::Post,
+                    Some(_) => {
+                        return Err(ConfigError::new(
+                            "OIDC_TOKEN_AUTH_METHOD",
+                            "client_secret_basic or client_secret_post",
+                        ))
+                    }
+                };
+                Some(OidcSettings {
+                    issuer,
+                    client_id,
+                    client_secret,
+                    scopes,
+                    prompt: get("OIDC_PROMPT").map(str::to_owned),
+                    token_auth_method,
+                })
+            }
+        };
+
+        let session_secret: Option<SecretString> = get("SESSION_SECRET").map(Into::into);
+        match &session_secret {
+            Some(s) if s.expose_secret().len() < 32 => {
+                return Err(ConfigError::new(
+                    "SESSION_SECRET",
+                    "at least 32 characters (try: openssl rand -base64 48)",
+                ))
+            }
+            None if oidc.is_some() => {
+                return Err(ConfigError::new(
+                    "SESSION_SECRET",
+                    "required outside demo mode, at least 32 characters",
+                ))
+            }
+            _ => {}
+        }
+
+        let database_url = get("DATABASE_URL")
+            .unwrap_or("sqlite://data/taskflow-bff.db")
+            .to_owned();
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError::new("DATABASE_URL", "a sqlite: URL"));
+        }
+
+        let forward_token = match get("FORWARD_TOKEN") {
+            None | Some("id_token") => ForwardToken::IdToken,
+            Some("access_token") => ForwardToken::AccessToken,
+            Some(_) => return Err(ConfigError::new("FORWARD_TOKEN", "id_token or access_token")),
+        };
+        let log_format = match get("LOG_FORMAT") {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(ConfigError::new("LOG_FORMAT", "pretty or json")),
+        };
+
+        let backend_url = get("BACKEND_URL")
+            .map(|v| parse_http_url("BACKEND_URL", v))
+            .transpose()?;
+        let chatkit_url = get("CHATKIT_URL")
+            .map(|v| parse_http_url("CHATKIT_URL", v))
+            .transpose()?;
+
+        let session_idle = secs(&get, "SESSION_IDLE_SECS", 8 * 3600)?;
+        let session_absolute = secs(&get, "SESSION_ABSOLUTE_SECS", 7 * 24 * 3600)?;
+        if session_idle > session_absolute {
+            return Err(ConfigError::new(
+                "SESSION_IDLE_SECS",
+                "no more than SESSION_ABSOLUTE_SECS",
+            ));
+        }
+        let heartbeat = secs(&get, "SSE_HEARTBEAT_SECS", 0)?;
+
+        Ok(Self {
+            bind_addr,
+            public_url,
+            oidc,
+            session_secret,
+            database_url,
+            session_idle,
+            session_absolute,
+            forward_token,
+            refresh_skew: secs(&get, "REFRESH_SKEW_SECS", 60)?,
+            jwks_min_refetch: secs(&get, "JWKS_MIN_REFETCH_SECS", 10)?,
+            clock_leeway: secs(&get, "CLOCK_LEEWAY_SECS", 60)?,
+            log_format,
+            demo_token_ttl: secs(&get, "DEMO_TOKEN_TTL_SECS", 300)?,
+            backend_url,
+            chatkit_url,
+            upstream_connect_timeout: secs(&get, "UPSTREAM_CONNECT_TIMEOUT_SECS", 5)?,
+            upstream_header_timeout: secs(&get, "UPSTREAM_HEADER_TIMEOUT_SECS", 30)?,
+            upstream_idle_timeout: secs(&get, "UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
+            sse_heartbeat: (!heartbeat.is_zero()).then_some(heartbeat),
+            max_json_body: bytes(&get, "MAX_JSON_BODY_BYTES", 1 << 20)?,
+            max_upload_body: bytes(&get, "MAX_UPLOAD_BODY_BYTES", 100 << 20)?,
+            chatkit_domain_key: get("CHATKIT_DOMAIN_KEY")
+                .unwrap_or("domain_pk_localhost")
+                .to_owned(),
+            chatkit_script_url: get("CHATKIT_SCRIPT_URL")
+                .unwrap_or("https://cdn.platform.openai.com/deployments/chatkit/chatkit.js")
+                .to_owned(),
+            workers: match get("WORKERS") {
+                None => None,
+                Some(v) => Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| ConfigError::new("WORKERS", "a positive number of threads"))?,
+                ),
+            },
+        })
+    }
+
+    /// Demo mode: no provider configured, the built-in one is used.
+    pub fn demo_mode(&self) -> bool {
+        self.oidc.is_none()
+    }
+}
+
+fn parse_http_url(var: &'static str, v: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(v).map_err(|_| ConfigError::new(var, "an absolute http(s) URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::new(var, "an absolute http(s) URL"));
+    }
+    Ok(url)
+}
+
+fn secs<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    var: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match get(var) {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| ConfigError::new(var, "a whole number of seconds")),
+    }
+}
+
+fn bytes<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    var: &'static str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ConfigError::new(var, "a whole number of bytes")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_map(&map)
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef0123";
+
+    #[test]
+    fn empty_environment_is_demo_mode() {
+        let s = parse(&[]).expect("defaults are valid");
+        assert!(s.demo_mode());
+        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.forward_token, ForwardToken::IdToken);
+    }
+
+    #[test]
+    fn missing_client_id_names_the_variable() {
+        let err = parse(&[
+            ("OIDC_ISSUER", "https://id.example.com"),
+            ("SESSION_SECRET", SECRET),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OIDC_CLIENT_ID");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: OIDC_CLIENT_ID: required when OIDC_ISSUER is set"
+        );
+    }
+
+    #[test]
+    fn malformed_issuer_is_rejected() {
+        for bad in ["not a url", "ftp://id.example.com", "id.example.com"] {
+            let err = parse(&[("OIDC_ISSUER", bad)]).unwrap_err();
+            assert_eq!(err.var, "OIDC_ISSUER", "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_issuer_with_https_public_url_is_rejected() {
+        let err = parse(&[
+            ("PUBLIC_URL", "https://app.example.com"),
+            ("OIDC_ISSUER", "http://id.example.com"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("OIDC_CLIENT_SECRET", "s"),
+            ("SESSION_SECRET", SECRET),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OIDC_ISSUER");
+    }
+
+    #[test]
+    fn short_session_secret_is_rejected() {
+        let err = parse(&[("SESSION_SECRET", "short")]).unwrap_err();
+        assert_eq!(err.var, "SESSION_SECRET");
+        assert!(err.to_string().contains("at least 32"));
+    }
+
+    #[test]
+    fn session_secret_is_required_outside_demo_mode() {
+        let err = parse(&[
+            ("OIDC_ISSUER", "https://id.example.com/api/auth"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("OIDC_CLIENT_SECRET", "s"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "SESSION_SECRET");
+    }
+
+    #[test]
+    fn issuer_path_is_kept_and_secrets_are_redacted() {
+        let s = parse(&[
+            ("OIDC_ISSUER", "https://id.example.com/api/auth"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("OIDC_CLIENT_SECRET", "very-secret-value"),
+            ("SESSION_SECRET", SECRET),
+            ("OIDC_TOKEN_AUTH_METHOD", "client_secret_post"),
+        ])
+        .expect("valid");
+        let oidc = s.oidc.as_ref().expect("provider configured");
+        assert_eq!(oidc.issuer.as_str(), "https://id.example.com/api/auth");
+        assert_eq!(oidc.token_auth_method, TokenAuthMethod::Post);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("very-secret-value"));
+        assert!(!debug.contains(SECRET));
+    }
+
+    #[test]
+    fn bad_enums_and_numbers_are_rejected() {
+        assert_eq!(
+            parse(&[("FORWARD_TOKEN", "cookie")]).unwrap_err().var,
+            "FORWARD_TOKEN"
+        );
+        assert_eq!(parse(&[("LOG_FORMAT", "xml")]).unwrap_err().var, "LOG_FORMAT");
+        assert_eq!(parse(&[("BIND_ADDR", "localhost")]).unwrap_err().var, "BIND_ADDR");
+        assert_eq!(
+            parse(&[("SESSION_IDLE_SECS", "ten")]).unwrap_err().var,
+            "SESSION_IDLE_SECS"
+        );
+        assert_eq!(
+            parse(&[("PUBLIC_URL", "https://app.example.com/sub")])
+                .unwrap_err()
+                .var,
+            "PUBLIC_URL"
+        );
+    }
+}

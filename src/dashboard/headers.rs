@@ -1,0 +1,50 @@
+//! Security headers: CSP and friends on HTML, nosniff and referrer policy everywhere.
+
+use actix_web::{
+    dev::ServiceResponse,
+    http::header::{self, HeaderName, HeaderValue},
+};
+
+/// Adds the security headers to a response that does not already set them.
+pub fn apply<B>(res: &mut ServiceResponse<B>, https: bool, csp: &HeaderValue) {
+    let is_html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let h = res.headers_mut();
+    let mut set = |name: HeaderName, value: HeaderValue| {
+        if !h.contains_key(&name) {
+            h.insert(name, value);
+        }
+    };
+    set(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    set(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    if is_html {
+        set(header::CONTENT_SECURITY_POLICY, csp.clone());
+        set(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    if https {
+        set(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+}
+
+/// The page CSP; `script_origin` is the ChatKit script's origin (the only foreign script).
+pub fn content_security_policy(script_origin: Option<&str>) -> HeaderValue {
+    let extra = script_origin.map(|o| format!(" {o}")).unwrap_or_default();
+    let csp = format!(
+        "default-src 'self'; script-src 'self'{extra}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'{extra}; frame-src 'self'{extra}; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
+}

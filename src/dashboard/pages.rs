@@ -1,0 +1,70 @@
+//! Page handlers and their templates.
+
+use actix_web::{http::header, HttpRequest, HttpResponse};
+use askama::Template;
+
+use crate::{auth::extractor::MaybeSession, error::PageError};
+
+#[derive(Template)]
+#[template(path = "landing.html")]
+struct Landing {
+    demo: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct Dashboard<'a> {
+    demo: bool,
+    name: &'a str,
+    email: Option<&'a str>,
+    expires_at: i64,
+}
+
+/// Renders a template as an uncacheable HTML page.
+pub fn render(t: &impl Template) -> Result<HttpResponse, PageError> {
+    let body = t.render().map_err(|e| PageError::Unexpected(e.into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}
+
+/// Redirect to sign-in, coming back to the current path.
+pub fn to_login(req: &HttpRequest) -> HttpResponse {
+    let target = match req.uri().path_and_query() {
+        Some(pq) => pq.as_str().to_owned(),
+        None => "/dashboard".to_owned(),
+    };
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("returnTo", &target)
+        .finish();
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, format!("/api/auth/login?{q}")))
+        .finish()
+}
+
+/// `GET /`: the landing page, or the dashboard for signed-in users.
+pub async fn landing(session: MaybeSession) -> Result<HttpResponse, PageError> {
+    if session.0.is_some() {
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, "/dashboard"))
+            .finish());
+    }
+    render(&Landing {
+        demo: super::demo_banner(),
+    })
+}
+
+/// `GET /dashboard`.
+pub async fn dashboard(req: HttpRequest, session: MaybeSession) -> Result<HttpResponse, PageError> {
+    let Some(s) = session.0 else {
+        return Ok(to_login(&req));
+    };
+    let r = &s.record;
+    render(&Dashboard {
+        demo: super::demo_banner(),
+        name: r.name.as_deref().or(r.email.as_deref()).unwrap_or(&r.sub),
+        email: r.email.as_deref(),
+        expires_at: r.expires_at.min(r.idle_expires_at),
+    })
+}

@@ -1,0 +1,124 @@
+//! Demo mode: a built-in OpenID provider (and, with the proxy, an echo upstream) served
+//! by the same binary on loopback, reached over real HTTP through the production code.
+
+pub mod idp;
+pub mod keys;
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use secrecy::SecretString;
+
+use keys::SigningKey;
+
+/// The demo users offered on the authorize page: (sub, name, email).
+pub const USERS: &[(&str, &str, &str)] = &[
+    ("usr_7Hq2LmX9aP", "Alice Example", "alice@example.com"),
+    ("usr_4Kd8NwR3bZ", "Bob Example", "bob@example.com"),
+];
+
+/// A way the demo provider can be told to misbehave, so tests can check the relying party.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgery {
+    /// Signed by a key that is not in the JWKS, under the current kid.
+    WrongSignature,
+    /// `alg: none`, no signature.
+    AlgNone,
+    /// HS256 with the RSA public key as the HMAC secret.
+    Hs256WithPublicKey,
+    /// `iss` of another provider.
+    WrongIssuer,
+    /// `aud` of another client.
+    WrongAudience,
+    /// Expired an hour ago.
+    Expired,
+    /// A nonce other than the one requested.
+    WrongNonce,
+    /// Signed by a key whose kid is in no JWKS.
+    UnknownKid,
+}
+
+struct CodeGrant {
+    user: usize,
+    nonce: Option<String>,
+    challenge: String,
+    redirect_uri: String,
+    offline: bool,
+    expires_at: i64,
+}
+
+struct RefreshGrant {
+    user: usize,
+    family: String,
+    sid: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    keys: Vec<SigningKey>,
+    codes: HashMap<String, CodeGrant>,
+    refresh: HashMap<String, RefreshGrant>,
+    rotated: HashMap<String, String>,
+    access: HashMap<String, (usize, i64)>,
+    forgery: Option<Forgery>,
+    refresh_count: u64,
+    fail_refresh: bool,
+}
+
+/// The built-in provider's state.
+pub struct DemoIdp {
+    /// Issuer identifier, `{public}/demo/idp`.
+    pub issuer: String,
+    /// The one registered client.
+    pub client_id: String,
+    client_secret: SecretString,
+    redirect_uri: String,
+    post_logout_redirect_uri: String,
+    token_ttl: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl DemoIdp {
+    /// A provider at `{origin}/demo/idp` with one client whose callback is on `origin`.
+    pub fn new(origin: &str, client_secret: SecretString, token_ttl: Duration) -> anyhow::Result<Self> {
+        let inner = Inner {
+            keys: vec![SigningKey::generate()?],
+            ..Inner::default()
+        };
+        Ok(Self {
+            issuer: format!("{origin}/demo/idp"),
+            client_id: "taskflow-demo".into(),
+            client_secret,
+            redirect_uri: format!("{origin}/api/auth/callback"),
+            post_logout_redirect_uri: format!("{origin}/"),
+            token_ttl,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the next id_tokens misbehave (or behave again with `None`).
+    pub fn set_forgery(&self, f: Option<Forgery>) {
+        self.lock().forgery = f;
+    }
+
+    /// Adds a new signing key and signs with it from now on; the old one stays published.
+    pub fn rotate_key(&self) -> anyhow::Result<String> {
+        let key = SigningKey::generate()?;
+        let kid = key.kid.clone();
+        self.lock().keys.push(key);
+        Ok(kid)
+    }
+
+    /// How many refresh_token grants were served.
+    pub fn refresh_count(&self) -> u64 {
+        self.lock().refresh_count
+    }
+
+    /// Makes every refresh fail with `invalid_grant` (or work again).
+    pub fn set_refresh_failure(&self, fail: bool) {
+        self.lock().fail_refresh = fail;
+    }
+}

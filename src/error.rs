@@ -1,0 +1,179 @@
+//! Errors at the two HTTP boundaries: JSON under /api, readable HTML pages elsewhere.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use askama::Template;
+
+/// An error answered as `{"error": code, "message": text}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No valid session cookie.
+    #[error("sign in first")]
+    NotAuthenticated,
+    /// The session ended because its tokens could not be refreshed.
+    #[error("the session has expired; sign in again")]
+    SessionExpired,
+    /// Request refused by a policy (CSRF, ownership).
+    #[error("{1}")]
+    Forbidden(&'static str, String),
+    /// Malformed request.
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    /// Body over the route's limit.
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The session store cannot be reached.
+    #[error("the session store is unavailable")]
+    StoreUnavailable(#[source] anyhow::Error),
+    /// The identity provider cannot be reached or answered nonsense.
+    #[error("the identity provider is unavailable")]
+    IdpUnavailable(#[source] anyhow::Error),
+    /// Anything else; details are logged, not sent.
+    #[error("internal error")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// Stable machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotAuthenticated => "not_authenticated",
+            Self::SessionExpired => "session_expired",
+            Self::Forbidden(c, _) | Self::BadRequest(c, _) => c,
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::StoreUnavailable(_) => "session_store_unavailable",
+            Self::IdpUnavailable(_) => "idp_unavailable",
+            Self::Unexpected(_) => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NotAuthenticated | Self::SessionExpired => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(..) => StatusCode::FORBIDDEN,
+            Self::BadRequest(..) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::IdpUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        log_once(self.status_code(), self.code(), self);
+        json_error(self.status_code(), self.code(), &self.to_string())
+    }
+}
+
+/// The JSON error body used everywhere under /api.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header(("Cache-Control", "no-store"))
+        .json(serde_json::json!({ "error": code, "message": message }))
+}
+
+/// An error answered with the HTML error page.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// Malformed or refused request; the message is shown to the user.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing here.
+    #[error("page not found")]
+    NotFound,
+    /// The identity provider cannot be reached.
+    #[error("the identity provider is unavailable")]
+    IdpUnavailable(#[source] anyhow::Error),
+    /// The session store cannot be reached.
+    #[error("the session store is unavailable")]
+    StoreUnavailable(#[source] anyhow::Error),
+    /// Anything else; details are logged, not shown.
+    #[error("internal error")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// The error page template.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    /// HTTP status code shown.
+    pub status: u16,
+    /// Heading.
+    pub title: &'a str,
+    /// Explanation for the user.
+    pub message: &'a str,
+    /// Whether demo mode is on (shows the banner).
+    pub demo: bool,
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::IdpUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        log_once(status, "page_error", self);
+        let title = match self {
+            Self::BadRequest(_) => "Something is wrong with this request",
+            Self::NotFound => "Page not found",
+            Self::IdpUnavailable(_) => "Identity provider unavailable",
+            Self::StoreUnavailable(_) => "Service temporarily unavailable",
+            Self::Unexpected(_) => "Something went wrong",
+        };
+        let message = match self {
+            Self::BadRequest(m) => m.clone(),
+            Self::NotFound => "There is nothing at this address.".into(),
+            Self::IdpUnavailable(_) => {
+                "The sign-in service cannot be reached right now. Please try again in a moment.".into()
+            }
+            Self::StoreUnavailable(_) => "Please try again in a moment.".into(),
+            Self::Unexpected(_) => "The error has been logged. Please try again.".into(),
+        };
+        html_page(status, title, &message)
+    }
+}
+
+/// Renders the error page with the given status, heading and message.
+pub fn html_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    let page = ErrorPage {
+        status: status.as_u16(),
+        title,
+        message,
+        demo: crate::dashboard::demo_banner(),
+    };
+    match page.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("Cache-Control", "no-store"))
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render the error page");
+            HttpResponse::build(status)
+                .content_type("text/plain")
+                .body(title.to_owned())
+        }
+    }
+}
+
+fn log_once(status: StatusCode, code: &str, err: &(dyn std::error::Error + 'static)) {
+    let mut chain = err.to_string();
+    let mut src = err.source();
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), code, error = %chain, "request failed");
+    } else {
+        tracing::info!(status = status.as_u16(), code, error = %chain, "request refused");
+    }
+}

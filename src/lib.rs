@@ -1,0 +1,13 @@
+//! taskflow-bff: OIDC sign-in, server-side sessions, the dashboard and a streaming proxy.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod dashboard;
+pub mod demo;
+pub mod error;
+pub mod health;
+pub mod session;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

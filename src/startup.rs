@@ -1,0 +1,247 @@
+//! Builds the application: binds the listener, wires state and routes; `main` and the
+//! tests use the same builder.
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{
+    body::{EitherBody, MessageBody},
+    dev::{Server, ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue},
+    middleware::{from_fn, Next},
+    web, App, Error, HttpServer, ResponseError,
+};
+use anyhow::{bail, Context};
+use secrecy::SecretString;
+use tracing_actix_web::TracingLogger;
+use url::Url;
+
+use crate::{
+    auth::{self, provider::Provider, refresh::RefreshLocks},
+    config::{OidcSettings, Settings, TokenAuthMethod},
+    dashboard, demo,
+    error::{html_page, json_error},
+    health,
+    session::{
+        crypto::{random_token, Keys},
+        SessionStore,
+    },
+    state::AppState,
+    telemetry::{request_id, RequestSpan},
+};
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Validates the environment-dependent parts, binds, connects the store and wires routes.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.demo_mode() && !settings.bind_addr.ip().is_loopback() {
+            bail!(
+                "demo mode refuses to listen on {} (not loopback): set OIDC_ISSUER to use a real provider, \
+                 or BIND_ADDR=127.0.0.1:8080",
+                settings.bind_addr
+            );
+        }
+        let listener = TcpListener::bind(settings.bind_addr)
+            .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+        let port = listener.local_addr()?.port();
+        let public_url = match &settings.public_url {
+            Some(u) => u.clone(),
+            None => Url::parse(&format!("http://{}:{port}", settings.bind_addr.ip()))?,
+        };
+        let origin = public_url.origin().ascii_serialization();
+        let secure_cookies = public_url.scheme() == "https";
+
+        let secret = match &settings.session_secret {
+            Some(s) => s.clone(),
+            None => {
+                tracing::warn!("demo mode: no SESSION_SECRET set, generated one; sessions end at restart");
+                SecretString::from(random_token())
+            }
+        };
+        let keys = Keys::derive(&secret);
+
+        let (oidc, demo_idp) = match &settings.oidc {
+            Some(o) => (o.clone(), None),
+            None => {
+                let client_secret = SecretString::from(random_token());
+                let idp = Arc::new(demo::DemoIdp::new(
+                    &origin,
+                    client_secret.clone(),
+                    settings.demo_token_ttl,
+                )?);
+                let oidc = OidcSettings {
+                    issuer: Url::parse(&idp.issuer)?,
+                    client_id: idp.client_id.clone(),
+                    client_secret,
+                    scopes: "openid profile email offline_access".into(),
+                    prompt: None,
+                    token_auth_method: TokenAuthMethod::Basic,
+                };
+                (oidc, Some(idp))
+            }
+        };
+        dashboard::set_demo_banner(demo_idp.is_some());
+        let provider = Arc::new(Provider::new(
+            oidc,
+            format!("{origin}/api/auth/callback"),
+            settings.clock_leeway,
+            settings.jwks_min_refetch,
+        ));
+        let store = SessionStore::connect(&settings.database_url, keys.clone()).await?;
+        let (session_cookie, login_cookie) = if secure_cookies {
+            ("__Host-taskflow_session", "__Host-taskflow_login")
+        } else {
+            ("taskflow_session", "taskflow_login")
+        };
+        let csp = dashboard::headers::content_security_policy(None);
+        let state = web::Data::new(AppState {
+            settings: settings.clone(),
+            public_url,
+            secure_cookies,
+            session_cookie: session_cookie.into(),
+            login_cookie: login_cookie.into(),
+            keys,
+            store,
+            provider: provider.clone(),
+            demo: demo_idp.clone(),
+            refresh_locks: RefreshLocks::default(),
+        });
+
+        let app_state = state.clone();
+        let workers = settings
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let connect_timeout = settings.upstream_connect_timeout;
+        let server = HttpServer::new(move || {
+            let client = http_client(connect_timeout, Duration::from_secs(10));
+            let csp = csp.clone();
+            let mut app = App::new()
+                .wrap(from_fn(move |req, next| {
+                    response_headers(req, next, secure_cookies, csp.clone())
+                }))
+                .wrap(TracingLogger::<RequestSpan>::new())
+                .app_data(app_state.clone())
+                .app_data(web::Data::new(client))
+                .app_data(web::QueryConfig::default().error_handler(|e, req| {
+                    let msg = e.to_string();
+                    if req.path().starts_with("/api/") {
+                        actix_web::error::InternalError::from_response(
+                            e,
+                            json_error(actix_web::http::StatusCode::BAD_REQUEST, "bad_query", &msg),
+                        )
+                        .into()
+                    } else {
+                        crate::error::PageError::BadRequest(format!("Malformed query string: {msg}")).into()
+                    }
+                }))
+                .configure(health::configure)
+                .service(
+                    web::scope("/api")
+                        .wrap(from_fn(csrf_guard))
+                        .configure(auth::configure)
+                        .default_service(web::to(|| async {
+                            json_error(
+                                actix_web::http::StatusCode::NOT_FOUND,
+                                "not_found",
+                                "no such API route",
+                            )
+                        })),
+                );
+            if let Some(idp) = &demo_idp {
+                app = app
+                    .app_data(web::Data::from(idp.clone()))
+                    .configure(demo::idp::configure);
+            }
+            app.configure(dashboard::configure)
+                .default_service(web::to(|| async {
+                    html_page(
+                        actix_web::http::StatusCode::NOT_FOUND,
+                        "Page not found",
+                        "There is nothing at this address.",
+                    )
+                }))
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+
+        // Discovery in the background: in demo mode the provider is this very server.
+        actix_web::rt::spawn(async move {
+            let client = http_client(connect_timeout, Duration::from_secs(10));
+            for _ in 0..60 {
+                match provider.metadata(&client).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "provider not reachable yet; retrying")
+                    }
+                }
+                actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+
+        Ok(Self { port, server, state })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Shared state (tests reach the store and the demo provider through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Runs until the server is stopped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// An HTTP client for calls to the provider; redirects are never followed.
+pub fn http_client(connect: Duration, response: Duration) -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().timeout(connect))
+        .timeout(response)
+        .disable_redirects()
+        .finish()
+}
+
+async fn csrf_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let origin = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.origin())
+        .unwrap_or_default();
+    if let Err(e) = auth::csrf::check(req.request(), &origin) {
+        return Ok(req.into_response(e.error_response()).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+async fn response_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+    https: bool,
+    csp: HeaderValue,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    // Only owned copies: holding a clone of the HttpRequest across the call breaks routing.
+    let path = req.path().to_owned();
+    let query = req.query_string().to_owned();
+    let id = request_id(req.request());
+    let mut res = next.call(req).await?;
+    dashboard::headers::apply(&mut res, https, &csp);
+    dashboard::assets::apply_cache_control(&path, &query, &mut res);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
+    }
+    Ok(res)
+}

@@ -1,0 +1,43 @@
+//! The state shared by every worker: settings, store, keys and the provider.
+
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::{
+    auth::{provider::Provider, refresh::RefreshLocks},
+    config::Settings,
+    demo::DemoIdp,
+    session::{crypto::Keys, SessionStore},
+};
+
+/// Everything a handler needs besides its per-worker HTTP client.
+pub struct AppState {
+    /// The validated settings.
+    pub settings: Settings,
+    /// Public origin of this BFF.
+    pub public_url: Url,
+    /// Whether cookies get `Secure` and the `__Host-` prefix (https public URL).
+    pub secure_cookies: bool,
+    /// Name of the session cookie.
+    pub session_cookie: String,
+    /// Name of the login-transaction cookie.
+    pub login_cookie: String,
+    /// Derived keys.
+    pub keys: Keys,
+    /// The session store.
+    pub store: SessionStore,
+    /// The OpenID provider.
+    pub provider: Arc<Provider>,
+    /// The built-in provider in demo mode.
+    pub demo: Option<Arc<DemoIdp>>,
+    /// One refresh per session at a time.
+    pub refresh_locks: RefreshLocks,
+}
+
+impl AppState {
+    /// The public origin as a string without trailing slash, e.g. `https://app.example.com`.
+    pub fn origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+}

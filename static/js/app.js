@@ -1,0 +1,24 @@
+// Shared page behaviour: the fetch wrapper that every call to /api goes through, and sign-out.
+"use strict";
+
+/** fetch for /api: same-origin cookies plus the anti-forgery header the BFF requires. */
+window.bffFetch = function (input, init) {
+  const options = Object.assign({ credentials: "same-origin" }, init || {});
+  const headers = new Headers(options.headers || {});
+  headers.set("X-CSRF", "1");
+  options.headers = headers;
+  return fetch(input, options);
+};
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-signout]");
+  if (!button) return;
+  button.disabled = true;
+  try {
+    const res = await window.bffFetch("/api/auth/logout", { method: "POST" });
+    const body = await res.json();
+    window.location.assign(body.redirect_to || "/");
+  } catch (e) {
+    window.location.assign("/");
+  }
+});
