@@ -184,12 +184,17 @@ impl Provider {
 
     /// Whether discovery has succeeded.
     pub fn is_ready(&self) -> bool {
-        self.metadata.read().map(|m| m.is_some()).unwrap_or(false)
+        self.cached_metadata().is_some()
     }
 
     /// Discovery metadata, fetched on first use and cached.
     pub async fn metadata(&self, client: &awc::Client) -> anyhow::Result<Arc<Metadata>> {
-        if let Some(m) = self.metadata.read().map_err(|_| anyhow!("poisoned"))?.clone() {
+        if let Some(m) = self.cached_metadata() {
+            return Ok(m);
+        }
+        // One discovery at a time; whoever waited finds it done.
+        let _guard = self.refetch.lock().await;
+        if let Some(m) = self.cached_metadata() {
             return Ok(m);
         }
         let url = format!("{}/.well-known/openid-configuration", self.issuer);
@@ -212,6 +217,10 @@ impl Provider {
         *self.metadata.write().map_err(|_| anyhow!("poisoned"))? = Some(md.clone());
         tracing::info!(issuer = %self.issuer, "provider metadata loaded");
         Ok(md)
+    }
+
+    fn cached_metadata(&self) -> Option<Arc<Metadata>> {
+        self.metadata.read().ok().and_then(|m| m.clone())
     }
 
     async fn refetch_keys(&self, client: &awc::Client, md: &Metadata) -> anyhow::Result<()> {

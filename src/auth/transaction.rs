@@ -81,3 +81,31 @@ pub fn removal_cookie(name: &str, secure: bool) -> Cookie<'static> {
     c.make_removal();
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn keys() -> Keys {
+        Keys::derive(&SecretString::from("a-master-secret-of-sufficient-length!!"))
+    }
+
+    #[test]
+    fn https_cookies_are_secure_host_only_and_lax() {
+        let tx = LoginTransaction::new("/dashboard".into());
+        let c = tx.to_cookie("__Host-taskflow_login", true, &keys()).to_string();
+        assert!(c.starts_with("__Host-taskflow_login="), "{c}");
+        for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+            assert!(c.contains(attr), "{attr} missing in {c}");
+        }
+        assert!(!c.contains("Domain"), "{c}");
+        assert!(!c.contains(&tx.state), "the state is encrypted, not readable");
+    }
+
+    #[test]
+    fn removal_cookie_expires_now() {
+        let c = removal_cookie("taskflow_session", false).to_string();
+        assert!(c.contains("Max-Age=0") && c.contains("Path=/"), "{c}");
+    }
+}

@@ -53,7 +53,9 @@ async fn discovery(idp: web::Data<DemoIdp>) -> HttpResponse {
 }
 
 async fn jwks(idp: web::Data<DemoIdp>) -> HttpResponse {
-    let keys: Vec<_> = idp.lock().keys.iter().map(|k| k.jwk.clone()).collect();
+    let mut inner = idp.lock();
+    inner.jwks_requests += 1;
+    let keys: Vec<_> = inner.keys.iter().map(|k| k.jwk.clone()).collect();
     HttpResponse::Ok().json(serde_json::json!({ "keys": keys }))
 }
 

@@ -61,6 +61,7 @@ struct Inner {
     access: HashMap<String, (usize, i64)>,
     forgery: Option<Forgery>,
     refresh_count: u64,
+    jwks_requests: u64,
     fail_refresh: bool,
 }
 
@@ -115,6 +116,11 @@ impl DemoIdp {
     /// How many refresh_token grants were served.
     pub fn refresh_count(&self) -> u64 {
         self.lock().refresh_count
+    }
+
+    /// How many times the JWKS was fetched.
+    pub fn jwks_requests(&self) -> u64 {
+        self.lock().jwks_requests
     }
 
     /// Makes every refresh fail with `invalid_grant` (or work again).

@@ -1,0 +1,229 @@
+//! spawn_app() and a small browser-like client: cookie jar, no redirects followed.
+
+use std::{cell::RefCell, collections::BTreeMap, path::PathBuf};
+
+use actix_web::web;
+use awc::http::header::HeaderMap;
+use bytes::Bytes;
+use taskflow_bff::{config::Settings, demo::DemoIdp, startup::Application, state::AppState};
+
+/// A running app on a random port with its own SQLite file.
+pub struct TestApp {
+    pub origin: String,
+    pub state: web::Data<AppState>,
+    pub client: awc::Client,
+    pub jar: RefCell<BTreeMap<String, String>>,
+    dir: PathBuf,
+}
+
+/// A response with its body read.
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn location(&self) -> String {
+        self.header("location")
+            .unwrap_or_else(|| panic!("no Location header (status {})", self.status))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+    }
+    /// Raw `Set-Cookie` lines for `name`.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Spawns the app in demo mode with extra environment variables.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        taskflow_bff::telemetry::init(taskflow_bff::config::LogFormat::Pretty, "debug,sqlx=warn");
+    }
+    let dir = std::env::temp_dir().join(format!("taskflow-bff-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("DATABASE_URL", format!("sqlite://{}/sessions.db", dir.display())),
+        ("WORKERS", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let settings = Settings::from_map(&vars).expect("valid test settings");
+    let app = Application::build(settings).await.expect("app builds");
+    let state = app.state();
+    let origin = state.origin();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        origin,
+        state,
+        client: awc::Client::builder()
+            .disable_redirects()
+            .timeout(std::time::Duration::from_secs(30))
+            .finish(),
+        jar: RefCell::new(BTreeMap::new()),
+        dir,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl TestApp {
+    pub fn demo(&self) -> &DemoIdp {
+        self.state.demo.as_deref().expect("demo mode")
+    }
+
+    pub fn session_cookie_name(&self) -> String {
+        self.state.session_cookie.clone()
+    }
+
+    /// The session cookie the jar holds, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.jar.borrow().get(&self.state.session_cookie).cloned()
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{}", self.origin, path_or_url)
+        }
+    }
+
+    fn cookie_header(&self) -> Option<String> {
+        let jar = self.jar.borrow();
+        (!jar.is_empty()).then(|| {
+            jar.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn store_cookies(&self, headers: &HeaderMap) {
+        for v in headers.get_all("set-cookie").filter_map(|v| v.to_str().ok()) {
+            let first = v.split(';').next().unwrap_or("");
+            let Some((name, value)) = first.split_once('=') else {
+                continue;
+            };
+            let removal = v.contains("Max-Age=0") || value.is_empty();
+            let mut jar = self.jar.borrow_mut();
+            if removal {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    /// Sends a request as the browser would (cookies from the jar) and reads the body.
+    pub async fn send(&self, req: awc::ClientRequest, body: Option<Vec<u8>>) -> Resp {
+        let req = match self.cookie_header() {
+            Some(c) => req.insert_header(("Cookie", c)),
+            None => req,
+        };
+        let mut res = match body {
+            Some(b) => req.send_body(b).await,
+            None => req.send().await,
+        }
+        .expect("request sent");
+        let body = res.body().limit(64 * 1024 * 1024).await.expect("body read");
+        self.store_cookies(res.headers());
+        Resp {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.client.get(self.url(path)), None).await
+    }
+
+    /// A same-origin POST as the dashboard's fetch wrapper sends it.
+    pub async fn post_api(&self, path: &str, body: &str) -> Resp {
+        let req = self
+            .client
+            .post(self.url(path))
+            .insert_header(("Origin", self.origin.as_str()))
+            .insert_header(("X-CSRF", "1"))
+            .insert_header(("Content-Type", "application/json"));
+        self.send(req, Some(body.as_bytes().to_vec())).await
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(String, String)]) -> Resp {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let req = self
+            .client
+            .post(self.url(path))
+            .insert_header(("Content-Type", "application/x-www-form-urlencoded"));
+        self.send(req, Some(body.into_bytes())).await
+    }
+
+    /// Starts a login and returns the provider's authorize URL.
+    pub async fn start_login(&self, return_to: &str) -> String {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("returnTo", return_to)
+            .finish();
+        let r = self.get(&format!("/api/auth/login?{q}")).await;
+        assert_eq!(r.status, 302, "{}", r.text());
+        r.location()
+    }
+
+    /// At the demo provider: open the authorize page, pick `user`; returns the callback URL.
+    pub async fn authorize(&self, authorize_url: &str, user: usize) -> String {
+        let page = self.get(authorize_url).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let url = url::Url::parse(authorize_url).expect("absolute authorize URL");
+        let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        form.push(("user".into(), user.to_string()));
+        let r = self.post_form(url.path(), &form).await;
+        assert_eq!(r.status, 302, "{}", r.text());
+        r.location()
+    }
+
+    /// The whole sign-in; returns the callback's response.
+    pub async fn login_as(&self, user: usize, return_to: &str) -> Resp {
+        let authorize = self.start_login(return_to).await;
+        let callback = self.authorize(&authorize, user).await;
+        self.get(&callback).await
+    }
+
+    pub async fn logout(&self) -> Resp {
+        self.post_api("/api/auth/logout", "").await
+    }
+}
+
+pub fn assert_is_redirect_to(r: &Resp, location: &str) {
+    assert_eq!(r.status, 302, "body: {}", r.text());
+    assert_eq!(r.location(), location);
+}

@@ -1,0 +1,4 @@
+mod callback_rejections;
+mod helpers;
+mod login;
+mod pages;

@@ -1,0 +1,103 @@
+//! Starts the app, chromedriver and a fresh headless Chromium profile.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fantoccini::{Client, ClientBuilder};
+use taskflow_bff::{config::Settings, startup::Application};
+
+/// A browser session against a running app; kills chromedriver when dropped.
+pub struct Browser {
+    pub client: Client,
+    pub origin: String,
+    driver: Child,
+    profile: std::path::PathBuf,
+    data: std::path::PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Spawns the app in demo mode and a browser; `None` when chromedriver is not installed
+/// outside CI (CI installs it, and there a missing driver fails the test).
+pub async fn start(extra: &[(&str, &str)]) -> Option<Browser> {
+    let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    if Command::new(&chromedriver).arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "chromedriver is required in CI");
+        eprintln!("skipped: chromedriver not installed (apt-get install chromium chromium-driver)");
+        return None;
+    }
+    let data = std::env::temp_dir().join(format!("taskflow-bff-browser-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&data).expect("temp dir");
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("BIND_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("DATABASE_URL".to_owned(), format!("sqlite://{}/sessions.db", data.display())),
+        ("WORKERS".to_owned(), "2".to_owned()),
+    ]
+    .into();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let app = Application::build(Settings::from_map(&vars).expect("settings")).await.expect("app");
+    let origin = app.state().origin();
+    actix_web::rt::spawn(app.run_until_stopped());
+
+    let port = free_port();
+    let driver = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let profile = std::env::temp_dir().join(format!("taskflow-bff-chrome-{}", uuid::Uuid::new_v4()));
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--disable-quic", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let mut last_err = None;
+    for _ in 0..50 {
+        let builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await;
+        match builder {
+            Ok(client) => {
+                return Some(Browser {
+                    client,
+                    origin,
+                    driver,
+                    profile,
+                    data,
+                })
+            }
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("cannot start a WebDriver session: {last_err:?}");
+}
