@@ -47,14 +47,19 @@ pub async fn start(extra: &[(&str, &str)]) -> Option<Browser> {
     std::fs::create_dir_all(&data).expect("temp dir");
     let mut vars: std::collections::HashMap<String, String> = [
         ("BIND_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-        ("DATABASE_URL".to_owned(), format!("sqlite://{}/sessions.db", data.display())),
+        (
+            "DATABASE_URL".to_owned(),
+            format!("sqlite://{}/sessions.db", data.display()),
+        ),
         ("WORKERS".to_owned(), "2".to_owned()),
     ]
     .into();
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
-    let app = Application::build(Settings::from_map(&vars).expect("settings")).await.expect("app");
+    let app = Application::build(Settings::from_map(&vars).expect("settings"))
+        .await
+        .expect("app");
     let origin = app.state().origin();
     actix_web::rt::spawn(app.run_until_stopped());
 

@@ -6,10 +6,17 @@ use fantoccini::Locator;
 
 #[actix_web::test]
 async fn sign_in_as_alice_see_her_name_and_sign_out() {
-    let Some(b) = crate::driver::start(&[]).await else { return };
+    let Some(b) = crate::driver::start(&[]).await else {
+        return;
+    };
     let c = &b.client;
     c.goto(&format!("{}/", b.origin)).await.expect("open landing");
-    c.find(Locator::Css("#signin")).await.expect("Sign in link").click().await.expect("click");
+    c.find(Locator::Css("#signin"))
+        .await
+        .expect("Sign in link")
+        .click()
+        .await
+        .expect("click");
 
     let alice = c
         .wait()
@@ -32,9 +39,17 @@ async fn sign_in_as_alice_see_her_name_and_sign_out() {
     assert!(banner.text().await.expect("text").contains("Demo mode"));
     // The session cookie is invisible to page scripts.
     let visible = c.execute("return document.cookie", vec![]).await.expect("script");
-    assert!(!visible.as_str().unwrap_or_default().contains("taskflow_session"), "{visible}");
+    assert!(
+        !visible.as_str().unwrap_or_default().contains("taskflow_session"),
+        "{visible}"
+    );
 
-    c.find(Locator::Css("#signout")).await.expect("Sign out").click().await.expect("click");
+    c.find(Locator::Css("#signout"))
+        .await
+        .expect("Sign out")
+        .click()
+        .await
+        .expect("click");
     c.wait()
         .at_most(Duration::from_secs(20))
         .for_element(Locator::Css("#signin"))
@@ -43,7 +58,9 @@ async fn sign_in_as_alice_see_her_name_and_sign_out() {
     assert_eq!(c.current_url().await.expect("url").path(), "/");
 
     // The dashboard now asks for sign-in again.
-    c.goto(&format!("{}/dashboard", b.origin)).await.expect("open dashboard");
+    c.goto(&format!("{}/dashboard", b.origin))
+        .await
+        .expect("open dashboard");
     c.wait()
         .at_most(Duration::from_secs(20))
         .for_element(Locator::Css("#user-0"))
