@@ -68,6 +68,19 @@ pub struct OidcSettings {
     pub token_auth_method: TokenAuthMethod,
 }
 
+/// One entry of `REMOTE_ROUTES`: `/api/remote/{name}/…` → `{url}/…`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteRoute {
+    /// Route name, one path segment.
+    pub name: String,
+    /// Upstream base URL.
+    pub url: Url,
+    /// Forward without a session (no token, no identity headers).
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
 /// Every setting of the service.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -97,6 +110,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Lifetime of tokens issued by the demo provider.
     pub demo_token_ttl: Duration,
+    /// Pause between two streamed words of the demo backend.
+    pub demo_word_delay: Duration,
     /// Base URL of the backend the remote-API routes forward to.
     pub backend_url: Option<Url>,
     /// ChatKit endpoint; defaults to `{BACKEND_URL}/chatkit`.
@@ -117,6 +132,8 @@ pub struct Settings {
     pub chatkit_domain_key: String,
     /// Script URL of the ChatKit web component.
     pub chatkit_script_url: String,
+    /// The remote-API route table (`REMOTE_ROUTES`, JSON).
+    pub remote_routes: Vec<RemoteRoute>,
     /// HTTP worker threads; `None` uses one per core.
     pub workers: Option<usize>,
 }
@@ -264,6 +281,7 @@ impl Settings {
             clock_leeway: secs(&get, "CLOCK_LEEWAY_SECS", 60)?,
             log_format,
             demo_token_ttl: secs(&get, "DEMO_TOKEN_TTL_SECS", 300)?,
+            demo_word_delay: Duration::from_millis(bytes(&get, "DEMO_WORD_DELAY_MS", 120)? as u64),
             backend_url,
             chatkit_url,
             upstream_connect_timeout: secs(&get, "UPSTREAM_CONNECT_TIMEOUT_SECS", 5)?,
@@ -278,6 +296,30 @@ impl Settings {
             chatkit_script_url: get("CHATKIT_SCRIPT_URL")
                 .unwrap_or("https://cdn.platform.openai.com/deployments/chatkit/chatkit.js")
                 .to_owned(),
+            remote_routes: match get("REMOTE_ROUTES") {
+                None => Vec::new(),
+                Some(v) => {
+                    let routes: Vec<RemoteRoute> = serde_json::from_str(v).map_err(|_| {
+                        ConfigError::new(
+                            "REMOTE_ROUTES",
+                            r#"a JSON list like [{"name":"tasks","url":"http://backend/api/tasks"}]"#,
+                        )
+                    })?;
+                    for r in &routes {
+                        let name_ok = !r.name.is_empty()
+                            && r.name
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                        if !name_ok || !matches!(r.url.scheme(), "http" | "https") {
+                            return Err(ConfigError::new(
+                                "REMOTE_ROUTES",
+                                "route names of letters, digits, - and _, and http(s) URLs",
+                            ));
+                        }
+                    }
+                    routes
+                }
+            },
             workers: match get("WORKERS") {
                 None => None,
                 Some(v) => Some(
@@ -422,6 +464,28 @@ mod tests {
         let debug = format!("{s:?}");
         assert!(!debug.contains("very-secret-value"));
         assert!(!debug.contains(SECRET));
+    }
+
+    #[test]
+    fn remote_routes_are_parsed_and_checked() {
+        let s = parse(&[(
+            "REMOTE_ROUTES",
+            r#"[{"name":"tasks","url":"http://127.0.0.1:8000/api/tasks"},{"name":"status","url":"http://127.0.0.1:8000/s","anonymous":true}]"#,
+        )])
+        .expect("valid");
+        assert_eq!(s.remote_routes.len(), 2);
+        assert!(s.remote_routes[1].anonymous);
+        for bad in [
+            r#"{"name":"x"}"#,
+            r#"[{"name":"../x","url":"http://a"}]"#,
+            r#"[{"name":"x","url":"file:///etc"}]"#,
+        ] {
+            assert_eq!(
+                parse(&[("REMOTE_ROUTES", bad)]).unwrap_err().var,
+                "REMOTE_ROUTES",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::{
     dashboard, demo,
     error::{html_page, json_error},
     health,
+    proxy::{self, forward::ProxyClient, ProxyRoutes},
     session::{
         crypto::{random_token, Keys},
         SessionStore,
@@ -98,7 +99,20 @@ impl Application {
         } else {
             ("taskflow_session", "taskflow_login")
         };
-        let csp = dashboard::headers::content_security_policy(None);
+        let backend = match (&settings.backend_url, &demo_idp) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(_)) => Some(Url::parse(&format!("{origin}/demo/backend"))?),
+            (None, None) => None,
+        };
+        let routes = ProxyRoutes::from_settings(&settings, backend);
+        let script_origin = Url::parse(&settings.chatkit_script_url)
+            .ok()
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != "null");
+        let csp = dashboard::headers::content_security_policy(script_origin.as_deref());
+        let demo_backend = demo_idp
+            .as_ref()
+            .map(|_| web::Data::new(demo::backend::DemoBackend::new(settings.demo_word_delay)));
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             public_url,
@@ -109,6 +123,7 @@ impl Application {
             store,
             provider: provider.clone(),
             demo: demo_idp.clone(),
+            routes,
             refresh_locks: RefreshLocks::default(),
         });
 
@@ -117,6 +132,7 @@ impl Application {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let connect_timeout = settings.upstream_connect_timeout;
+        let header_timeout = settings.upstream_header_timeout;
         let server = HttpServer::new(move || {
             let client = http_client(connect_timeout, Duration::from_secs(10));
             let csp = csp.clone();
@@ -127,6 +143,7 @@ impl Application {
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(app_state.clone())
                 .app_data(web::Data::new(client))
+                .app_data(web::Data::new(ProxyClient::new(connect_timeout, header_timeout)))
                 .app_data(web::QueryConfig::default().error_handler(|e, req| {
                     let msg = e.to_string();
                     if req.path().starts_with("/api/") {
@@ -144,6 +161,7 @@ impl Application {
                     web::scope("/api")
                         .wrap(from_fn(csrf_guard))
                         .configure(auth::configure)
+                        .configure(proxy::configure)
                         .default_service(web::to(|| async {
                             json_error(
                                 actix_web::http::StatusCode::NOT_FOUND,
@@ -156,6 +174,9 @@ impl Application {
                 app = app
                     .app_data(web::Data::from(idp.clone()))
                     .configure(demo::idp::configure);
+            }
+            if let Some(b) = &demo_backend {
+                app = app.app_data(b.clone()).configure(demo::backend::configure);
             }
             app.configure(dashboard::configure)
                 .default_service(web::to(|| async {

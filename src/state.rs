@@ -8,6 +8,7 @@ use crate::{
     auth::{provider::Provider, refresh::RefreshLocks},
     config::Settings,
     demo::DemoIdp,
+    proxy::ProxyRoutes,
     session::{crypto::Keys, SessionStore},
 };
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub provider: Arc<Provider>,
     /// The built-in provider in demo mode.
     pub demo: Option<Arc<DemoIdp>>,
+    /// Where the proxied routes go.
+    pub routes: ProxyRoutes,
     /// One refresh per session at a time.
     pub refresh_locks: RefreshLocks,
 }

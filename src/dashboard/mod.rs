@@ -25,5 +25,6 @@ pub fn demo_banner() -> bool {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(pages::landing))
         .route("/dashboard", web::get().to(pages::dashboard))
+        .route("/chat", web::get().to(pages::chat))
         .service(assets::service());
 }

@@ -20,6 +20,15 @@ struct Dashboard<'a> {
     expires_at: i64,
 }
 
+#[derive(Template)]
+#[template(path = "chat.html")]
+struct Chat<'a> {
+    demo: bool,
+    name: &'a str,
+    domain_key: &'a str,
+    script_url: &'a str,
+}
+
 /// Renders a template as an uncacheable HTML page.
 pub fn render(t: &impl Template) -> Result<HttpResponse, PageError> {
     let body = t.render().map_err(|e| PageError::Unexpected(e.into()))?;
@@ -66,5 +75,23 @@ pub async fn dashboard(req: HttpRequest, session: MaybeSession) -> Result<HttpRe
         name: r.name.as_deref().or(r.email.as_deref()).unwrap_or(&r.sub),
         email: r.email.as_deref(),
         expires_at: r.expires_at.min(r.idle_expires_at),
+    })
+}
+
+/// `GET /chat`: the ChatKit widget, with the built-in client as fallback.
+pub async fn chat(
+    req: HttpRequest,
+    session: MaybeSession,
+    state: actix_web::web::Data<crate::state::AppState>,
+) -> Result<HttpResponse, PageError> {
+    let Some(s) = session.0 else {
+        return Ok(to_login(&req));
+    };
+    let r = &s.record;
+    render(&Chat {
+        demo: super::demo_banner(),
+        name: r.name.as_deref().or(r.email.as_deref()).unwrap_or(&r.sub),
+        domain_key: &state.settings.chatkit_domain_key,
+        script_url: &state.settings.chatkit_script_url,
     })
 }

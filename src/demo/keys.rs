@@ -1,7 +1,7 @@
 //! RSA signing keys of the demo provider, generated at start and rotatable.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use rsa::{pkcs1::EncodeRsaPrivateKey, pkcs8::EncodePublicKey, traits::PublicKeyParts, RsaPrivateKey};
 use serde::Serialize;
 
@@ -10,6 +10,8 @@ pub struct SigningKey {
     /// Key id (`kid`).
     pub kid: String,
     encoding: EncodingKey,
+    /// The public key, for the demo backend's token checks.
+    pub decoding: DecodingKey,
     /// The public key as a JWK.
     pub jwk: serde_json::Value,
     /// The public key as SPKI PEM (used to forge HS256 tokens in tests).
@@ -22,13 +24,16 @@ impl SigningKey {
         let private = RsaPrivateKey::new(&mut rand::thread_rng(), 2048)?;
         let der = private.to_pkcs1_der()?;
         let kid = crate::session::crypto::random_token()[..16].to_owned();
+        let n = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
+        let e = URL_SAFE_NO_PAD.encode(private.e().to_bytes_be());
+        let decoding = DecodingKey::from_rsa_components(&n, &e)?;
         let jwk = serde_json::json!({
             "kty": "RSA",
             "use": "sig",
             "alg": "RS256",
             "kid": kid,
-            "n": URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()),
-            "e": URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
+            "n": n,
+            "e": e,
         });
         let public_pem = private
             .to_public_key()
@@ -36,6 +41,7 @@ impl SigningKey {
         Ok(Self {
             kid,
             encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+            decoding,
             jwk,
             public_pem,
         })

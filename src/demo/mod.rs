@@ -1,6 +1,7 @@
 //! Demo mode: a built-in OpenID provider (and, with the proxy, an echo upstream) served
 //! by the same binary on loopback, reached over real HTTP through the production code.
 
+pub mod backend;
 pub mod idp;
 pub mod keys;
 
@@ -121,6 +122,29 @@ impl DemoIdp {
     /// How many times the JWKS was fetched.
     pub fn jwks_requests(&self) -> u64 {
         self.lock().jwks_requests
+    }
+
+    /// The subject of a token this provider issued and that is still valid: an id_token
+    /// checked against the published keys, or an opaque access token it handed out.
+    pub fn verify_bearer(&self, token: &str) -> Option<String> {
+        let inner = self.lock();
+        if token.contains('.') {
+            let header = jsonwebtoken::decode_header(token).ok()?;
+            let key = inner.keys.iter().find(|k| Some(&k.kid) == header.kid.as_ref())?;
+            let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+            v.set_issuer(&[&self.issuer]);
+            v.set_audience(&[&self.client_id]);
+            v.leeway = 0;
+            #[derive(serde::Deserialize)]
+            struct Sub {
+                sub: String,
+            }
+            return jsonwebtoken::decode::<Sub>(token, &key.decoding, &v)
+                .ok()
+                .map(|d| d.claims.sub);
+        }
+        let (user, exp) = inner.access.get(token).copied()?;
+        (exp > crate::session::now()).then(|| USERS[user].0.to_owned())
     }
 
     /// Makes every refresh fail with `invalid_grant` (or work again).

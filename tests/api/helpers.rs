@@ -16,6 +16,23 @@ pub struct TestApp {
     dir: PathBuf,
 }
 
+/// A response whose body is read as it streams.
+pub struct Streamed {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>>>>,
+}
+
+impl Streamed {
+    /// The next chunk, or `None` at a clean end; panics after `secs` without one.
+    pub async fn next_chunk(&mut self, secs: u64) -> Option<Result<Bytes, awc::error::PayloadError>> {
+        use futures_util::StreamExt;
+        tokio::time::timeout(std::time::Duration::from_secs(secs), self.body.next())
+            .await
+            .expect("a chunk in time")
+    }
+}
+
 /// A response with its body read.
 pub struct Resp {
     pub status: u16,
@@ -161,6 +178,74 @@ impl TestApp {
             headers: res.headers().clone(),
             body,
         }
+    }
+
+    /// A same-origin API request whose response body is left unread, for streaming tests.
+    pub async fn open_api(&self, path: &str, body: &str) -> Streamed {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .insert_header(("Origin", self.origin.as_str()))
+            .insert_header(("X-CSRF", "1"))
+            .insert_header(("Content-Type", "application/json"));
+        if let Some(c) = self.cookie_header() {
+            req = req.insert_header(("Cookie", c));
+        }
+        let res = req.send_body(body.to_owned()).await.expect("request sent");
+        Streamed {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: Box::pin(res),
+        }
+    }
+
+    /// Marks the session's forwarded token as expiring now, so the next use refreshes it.
+    pub async fn expire_token(&self) {
+        let key = self.session_cookie().expect("signed in");
+        let hash = taskflow_bff::session::crypto::sha256_hex(&key);
+        let rec = self
+            .state
+            .store
+            .load(&hash)
+            .await
+            .expect("store")
+            .expect("session");
+        let mut tokens = rec.tokens.clone();
+        tokens.expires_at = taskflow_bff::session::now();
+        assert!(self
+            .state
+            .store
+            .update_tokens(&hash, rec.version, &tokens, None, None)
+            .await
+            .expect("update"));
+    }
+
+    /// A same-origin POST over a raw socket (`Connection: close`), read to EOF. Returns the
+    /// status line and whether the chunked body ended with its last chunk: unlike awc,
+    /// this tells a cut stream from a complete one.
+    pub fn raw_post(&self, path: &str, body: &str) -> (String, String, bool) {
+        use std::io::{Read, Write};
+        let addr = self.origin.trim_start_matches("http://").to_owned();
+        let mut sock = std::net::TcpStream::connect(&addr).expect("connect");
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .expect("timeout");
+        let cookie = self
+            .cookie_header()
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {}\r\nX-CSRF: 1\r\n{cookie}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.origin,
+            body.len()
+        );
+        sock.write_all(req.as_bytes()).expect("write");
+        let mut raw = Vec::new();
+        let _ = sock.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.lines().next().unwrap_or("").to_owned();
+        let complete = rest.ends_with("0\r\n\r\n");
+        (status, rest.to_owned(), complete)
     }
 
     pub async fn get(&self, path: &str) -> Resp {

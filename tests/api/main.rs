@@ -2,3 +2,5 @@ mod callback_rejections;
 mod helpers;
 mod login;
 mod pages;
+mod proxy;
+mod upstream;

@@ -1,0 +1,329 @@
+//! The demo backend: a ChatKit-compatible echo server and a small tasks API. It verifies
+//! the Bearer token against the demo provider's keys and streams its answers word by word.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use serde_json::{json, Value};
+
+use super::DemoIdp;
+use crate::session::crypto::random_token;
+
+/// State of the echo backend: threads and attachments, per user.
+pub struct DemoBackend {
+    word_delay: Duration,
+    threads: Mutex<HashMap<String, Thread>>,
+    attachments: Mutex<HashMap<String, Value>>,
+}
+
+struct Thread {
+    owner: String,
+    created_at: String,
+    title: Option<String>,
+    items: Vec<Value>,
+}
+
+impl DemoBackend {
+    /// An empty backend that waits `word_delay` between streamed words.
+    pub fn new(word_delay: Duration) -> Self {
+        Self {
+            word_delay,
+            threads: Mutex::default(),
+            attachments: Mutex::default(),
+        }
+    }
+}
+
+/// Mounts the backend under `/demo/backend`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/demo/backend")
+            .route("/chatkit", web::post().to(chatkit))
+            .route("/chatkit/upload", web::post().to(upload_direct))
+            .route(
+                "/chatkit/attachments/{id}/upload",
+                web::post().to(upload_two_phase),
+            )
+            .route("/api/tasks", web::get().to(tasks)),
+    );
+}
+
+fn now_iso() -> String {
+    actix_web::cookie::time::OffsetDateTime::now_utc()
+        .format(&actix_web::cookie::time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", &random_token()[..12])
+}
+
+fn unauthorized() -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .json(json!({ "error": "invalid_token", "message": "a valid Bearer token is required" }))
+}
+
+/// The caller's subject, from a Bearer token the demo provider issued.
+fn caller(req: &HttpRequest, idp: &DemoIdp) -> Option<String> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    idp.verify_bearer(token)
+}
+
+fn sse(events: Vec<Value>, delay: Duration) -> HttpResponse {
+    let body = stream::iter(events.into_iter().enumerate()).then(move |(i, e)| async move {
+        if i > 0 {
+            actix_web::rt::time::sleep(delay).await;
+        }
+        Ok::<_, std::io::Error>(Bytes::from(format!("data: {e}\n\n")))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(body)
+}
+
+fn input_text(params: &Value) -> String {
+    params["input"]["content"]
+        .as_array()
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// The streamed events of one turn: the user's message, then the echo word by word.
+fn turn(thread_id: &str, params: &Value) -> (Vec<Value>, Value, Value) {
+    let text = input_text(params);
+    let user_item = json!({
+        "id": new_id("msg"), "thread_id": thread_id, "created_at": now_iso(), "type": "user_message",
+        "content": params["input"]["content"].clone(),
+        "attachments": params["input"]["attachments"].clone(),
+        "inference_options": params["input"]["inference_options"].clone(),
+    });
+    let answer_id = new_id("msg");
+    let reply = if text.trim().is_empty() {
+        "(empty message)".to_owned()
+    } else {
+        format!("You said: {text}")
+    };
+    let mut events = vec![
+        json!({ "type": "thread.item.done", "item": user_item }),
+        json!({ "type": "stream_options", "stream_options": { "allow_cancel": true } }),
+        json!({ "type": "thread.item.added", "item": {
+            "id": answer_id, "thread_id": thread_id, "created_at": now_iso(),
+            "type": "assistant_message", "content": [] } }),
+        json!({ "type": "thread.item.updated", "item_id": answer_id, "update": {
+            "type": "assistant_message.content_part.added", "content_index": 0,
+            "content": { "type": "output_text", "text": "", "annotations": [] } } }),
+    ];
+    let words: Vec<&str> = reply.split(' ').collect();
+    for (i, w) in words.iter().enumerate() {
+        let delta = if i + 1 < words.len() {
+            format!("{w} ")
+        } else {
+            (*w).to_owned()
+        };
+        events.push(
+            json!({ "type": "thread.item.updated", "item_id": answer_id, "update": {
+            "type": "assistant_message.content_part.text_delta", "content_index": 0, "delta": delta } }),
+        );
+    }
+    let answer = json!({
+        "id": answer_id, "thread_id": thread_id, "created_at": now_iso(), "type": "assistant_message",
+        "content": [{ "type": "output_text", "text": reply, "annotations": [] }],
+    });
+    events.push(
+        json!({ "type": "thread.item.updated", "item_id": answer_id, "update": {
+        "type": "assistant_message.content_part.done", "content_index": 0,
+        "content": { "type": "output_text", "text": reply, "annotations": [] } } }),
+    );
+    events.push(json!({ "type": "thread.item.done", "item": answer }));
+    (events, user_item, answer)
+}
+
+fn thread_json(id: &str, t: &Thread) -> Value {
+    json!({ "id": id, "title": t.title, "created_at": t.created_at, "status": { "type": "active" }, "metadata": {} })
+}
+
+async fn chatkit(
+    req: HttpRequest,
+    idp: web::Data<DemoIdp>,
+    backend: web::Data<DemoBackend>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(user) = caller(&req, &idp) else {
+        return unauthorized();
+    };
+    let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
+        return HttpResponse::BadRequest()
+            .json(json!({ "error": "invalid_request", "message": "body must be JSON" }));
+    };
+    let params = &msg["params"];
+    let delay = backend.word_delay;
+    match msg["type"].as_str().unwrap_or("") {
+        "threads.create" => {
+            let id = new_id("thr");
+            let (mut events, user_item, answer) = turn(&id, params);
+            let thread = Thread {
+                owner: user,
+                created_at: now_iso(),
+                title: Some(input_text(params).chars().take(40).collect()),
+                items: vec![user_item, answer],
+            };
+            let mut created = thread_json(&id, &thread);
+            created["items"] = json!({ "data": [], "has_more": false, "after": null });
+            events.insert(0, json!({ "type": "thread.created", "thread": created }));
+            backend.threads.lock().unwrap_or_else(|p| p.into_inner()).insert(id, thread);
+            sse(events, delay)
+        }
+        "threads.add_user_message" => {
+            let id = params["thread_id"].as_str().unwrap_or("").to_owned();
+            let (events, user_item, answer) = turn(&id, params);
+            let known = {
+                let mut threads = backend.threads.lock().unwrap_or_else(|p| p.into_inner());
+                match threads.get_mut(&id).filter(|t| t.owner == user) {
+                    Some(t) => {
+                        t.items.push(user_item);
+                        t.items.push(answer);
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if !known {
+                // As the ChatKit server does: the stream starts, then the body is aborted.
+                let failing = stream::once(async {
+                    // Headers go out first; then the body fails.
+                    actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+                    Err::<Bytes, _>(std::io::Error::other("thread not found"))
+                });
+                return HttpResponse::Ok().content_type("text/event-stream").streaming(failing);
+            }
+            sse(events, delay)
+        }
+        "threads.list" => {
+            let threads = backend.threads.lock().unwrap_or_else(|p| p.into_inner());
+            let data: Vec<Value> =
+                threads.iter().filter(|(_, t)| t.owner == user).map(|(id, t)| thread_json(id, t)).collect();
+            HttpResponse::Ok().json(json!({ "data": data, "has_more": false, "after": null }))
+        }
+        "items.list" => {
+            let id = params["thread_id"].as_str().unwrap_or("");
+            let threads = backend.threads.lock().unwrap_or_else(|p| p.into_inner());
+            match threads.get(id).filter(|t| t.owner == user) {
+                Some(t) => HttpResponse::Ok().json(json!({ "data": t.items, "has_more": false, "after": null })),
+                None => HttpResponse::NotFound().json(json!({ "error": "not_found", "message": "no such thread" })),
+            }
+        }
+        "attachments.create" => {
+            let id = new_id("att");
+            let proto = fwd(&req, "x-forwarded-proto").unwrap_or("http");
+            let host = fwd(&req, "x-forwarded-host").unwrap_or("127.0.0.1");
+            let prefix = fwd(&req, "x-forwarded-prefix").unwrap_or("");
+            let att = json!({
+                "id": id, "type": "file",
+                "name": params["name"], "mime_type": params["mime_type"],
+                "upload_descriptor": { "url": format!("{proto}://{host}{prefix}/attachments/{id}/upload"), "method": "POST", "headers": {} },
+            });
+            let mut stored = att.clone();
+            stored["owner"] = json!(user);
+            backend.attachments.lock().unwrap_or_else(|p| p.into_inner()).insert(id, stored);
+            HttpResponse::Ok().json(att)
+        }
+        other => HttpResponse::BadRequest()
+            .json(json!({ "error": "unsupported", "message": format!("the demo backend does not implement {other:?}") })),
+    }
+}
+
+fn fwd<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Reads a multipart body as it streams in, checking its closing boundary.
+async fn receive_multipart(req: &HttpRequest, mut payload: web::Payload) -> Result<(u64, u64), String> {
+    let ct = fwd(req, "content-type").unwrap_or("");
+    let boundary = ct
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"').to_owned())
+        .ok_or("expected multipart/form-data with a boundary")?;
+    let closing = format!("--{boundary}--");
+    let (mut bytes, mut chunks) = (0u64, 0u64);
+    let mut tail: Vec<u8> = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        bytes += chunk.len() as u64;
+        chunks += 1;
+        tail.extend_from_slice(&chunk);
+        if tail.len() > 256 {
+            tail.drain(..tail.len() - 256);
+        }
+    }
+    let end = String::from_utf8_lossy(&tail);
+    if !end.trim_end().ends_with(&closing) {
+        return Err("the multipart body is incomplete".into());
+    }
+    Ok((bytes, chunks))
+}
+
+async fn upload_direct(req: HttpRequest, idp: web::Data<DemoIdp>, payload: web::Payload) -> HttpResponse {
+    let Some(_user) = caller(&req, &idp) else {
+        return unauthorized();
+    };
+    match receive_multipart(&req, payload).await {
+        Ok((bytes, chunks)) => HttpResponse::Ok().json(json!({
+            "id": new_id("att"), "type": "file", "upload_bytes": bytes, "upload_chunks": chunks,
+        })),
+        Err(e) => HttpResponse::BadRequest().json(json!({ "error": "bad_upload", "message": e })),
+    }
+}
+
+async fn upload_two_phase(
+    req: HttpRequest,
+    idp: web::Data<DemoIdp>,
+    backend: web::Data<DemoBackend>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let Some(user) = caller(&req, &idp) else {
+        return unauthorized();
+    };
+    let id = path.into_inner();
+    let known = backend
+        .attachments
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .is_some_and(|a| a["owner"] == json!(user));
+    if !known {
+        return HttpResponse::NotFound()
+            .json(json!({ "error": "not_found", "message": "no such attachment" }));
+    }
+    match receive_multipart(&req, payload).await {
+        Ok((bytes, chunks)) => {
+            HttpResponse::Ok().json(json!({ "id": id, "upload_bytes": bytes, "upload_chunks": chunks }))
+        }
+        Err(e) => HttpResponse::BadRequest().json(json!({ "error": "bad_upload", "message": e })),
+    }
+}
+
+async fn tasks(req: HttpRequest, idp: web::Data<DemoIdp>) -> HttpResponse {
+    let Some(user) = caller(&req, &idp) else {
+        return unauthorized();
+    };
+    HttpResponse::Ok().json(json!({ "owner": user, "tasks": [
+        { "id": 1, "title": "Try the chat", "done": false },
+        { "id": 2, "title": "Sign in with a real provider", "done": false },
+    ] }))
+}

@@ -1,0 +1,285 @@
+//! The one forwarding implementation behind every proxied route (awc, streaming both ways).
+
+use std::{cell::Cell, rc::Rc, time::Duration};
+
+use actix_web::{
+    body::SizedStream,
+    http::{header, Method, StatusCode},
+    web, HttpRequest, HttpResponse,
+};
+use awc::error::SendRequestError;
+use url::Url;
+
+use super::{
+    headers::{downstream_response_headers, upstream_request_headers, Identity},
+    stream::{LimitedBody, UpstreamBody},
+};
+use crate::{
+    auth::{
+        extractor::CurrentSession,
+        refresh::{forwarded, fresh_tokens},
+    },
+    error::ApiError,
+    state::AppState,
+    telemetry::request_id,
+};
+
+/// Whether a route needs a signed-in user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// 401 without a session; the token is forwarded.
+    Required,
+    /// Forwarded without identity headers or token.
+    Anonymous,
+}
+
+/// Where a proxied route goes.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Prefix of the route on our side, e.g. `/api/chatkit`.
+    pub prefix: String,
+    /// Base URL the tail is appended to.
+    pub base: Url,
+    /// Auth policy.
+    pub auth: RouteAuth,
+}
+
+/// The awc client used for upstreams; one per worker, its pool sized for long streams.
+pub struct ProxyClient(pub awc::Client);
+
+impl ProxyClient {
+    /// A client with explicit connect and response-header timeouts, no redirects, no
+    /// default headers and no connection limit (streams hold connections for minutes).
+    pub fn new(connect: Duration, headers: Duration) -> Self {
+        let connector = awc::Connector::new()
+            .connector(super::eof::watched_connector())
+            .timeout(connect)
+            .limit(0)
+            .conn_keep_alive(Duration::from_secs(30));
+        Self(
+            awc::Client::builder()
+                .connector(connector)
+                .timeout(headers)
+                .disable_redirects()
+                .no_default_headers()
+                .finish(),
+        )
+    }
+}
+
+/// A proxy failure: JSON with an `error` code and the request id.
+fn failure(status: StatusCode, code: &str, message: &str, request_id: &str) -> HttpResponse {
+    tracing::warn!(status = status.as_u16(), code, "proxy failure: {message}");
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "error": code, "message": message, "request_id": request_id }))
+}
+
+/// Checks the tail of the path (still percent-encoded) for traversal out of the route.
+fn safe_tail(tail: &str) -> bool {
+    tail.split('/').all(|seg| {
+        let decoded = percent_decode(seg);
+        decoded != "." && decoded != ".." && !decoded.contains('/') && !decoded.contains('\\')
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Target URL: the base, the tail, and the request's query string.
+fn target_url(base: &Url, tail: &str, query: &str) -> String {
+    let mut url = base.as_str().trim_end_matches('/').to_owned();
+    if !tail.is_empty() {
+        url.push('/');
+        url.push_str(tail);
+    }
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+fn is_upload(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("multipart/") || ct.starts_with("application/octet-stream"))
+}
+
+/// Forwards `req` to `upstream`, appending `tail` (the part of the path after the prefix).
+pub async fn forward(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    client: &ProxyClient,
+    session: Option<CurrentSession>,
+    upstream: &Upstream,
+    tail: &str,
+) -> Result<HttpResponse, ApiError> {
+    let rid = request_id(&req);
+    let settings = &state.settings;
+    if !safe_tail(tail) {
+        return Err(ApiError::BadRequest(
+            "bad_path",
+            "the path may not contain . or .. segments".into(),
+        ));
+    }
+
+    let (bearer, user_id) = match upstream.auth {
+        RouteAuth::Anonymous => (None, None),
+        RouteAuth::Required => {
+            let s = session.ok_or(ApiError::NotAuthenticated)?;
+            let tokens = fresh_tokens(state, &client.0, &s.key_hash, &s.record).await?;
+            let token = forwarded(&tokens, settings.forward_token)
+                .ok_or(ApiError::SessionExpired)?
+                .to_owned();
+            (Some(token), Some(s.record.sub))
+        }
+    };
+
+    let limit = if is_upload(&req) {
+        settings.max_upload_body
+    } else {
+        settings.max_json_body
+    };
+    let declared: Option<u64> = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let chunked = req
+        .headers()
+        .get(header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+
+    let host = state.public_url.host_str().unwrap_or("localhost");
+    let host = match state.public_url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    let id = Identity {
+        bearer: bearer.as_deref(),
+        user_id: user_id.as_deref(),
+        client_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        proto: state.public_url.scheme(),
+        host: &host,
+        prefix: &upstream.prefix,
+        request_id: &rid,
+    };
+    let headers =
+        upstream_request_headers(req.headers(), &id).map_err(|e| ApiError::BadRequest("bad_header", e.0))?;
+
+    let url = target_url(&upstream.base, tail, req.query_string());
+    let mut up = client.0.request(req.method().clone(), &url).no_decompress();
+    for (k, v) in headers.iter() {
+        up = up.append_header((k.clone(), v.clone()));
+    }
+    let overflowed = Rc::new(Cell::new(false));
+    let body = LimitedBody::new(payload, limit, overflowed.clone());
+    let sent = match declared {
+        Some(0) => up.send().await,
+        Some(n) => up.send_body(SizedStream::new(n, body)).await,
+        None if chunked => up.send_stream(body).await,
+        None => up.send().await,
+    };
+    let res = match sent {
+        Ok(r) => r,
+        Err(_) if overflowed.get() => return Err(ApiError::PayloadTooLarge(limit)),
+        Err(SendRequestError::Timeout) => {
+            return Ok(failure(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+                &rid,
+            ))
+        }
+        Err(SendRequestError::Connect(e)) => {
+            return Ok(failure(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                &format!("cannot connect to the upstream: {e}"),
+                &rid,
+            ))
+        }
+        Err(e) => {
+            return Ok(failure(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                &format!("the upstream request failed: {e}"),
+                &rid,
+            ))
+        }
+    };
+
+    let status = res.status();
+    let mut out = HttpResponse::build(status);
+    let resp_headers = downstream_response_headers(res.headers());
+    let sse = resp_headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    for (k, v) in resp_headers.iter() {
+        out.append_header((k.clone(), v.clone()));
+    }
+    if sse {
+        out.insert_header((header::CACHE_CONTROL, "no-cache"));
+        out.insert_header(("x-accel-buffering", "no"));
+    }
+    if req.method() == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(out.finish());
+    }
+    let length: Option<u64> = res
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let heartbeat = if sse { settings.sse_heartbeat } else { None };
+    let framed = length.is_some()
+        || res
+            .headers()
+            .get(header::TRANSFER_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let body = UpstreamBody::new(res, settings.upstream_idle_timeout, heartbeat).eof_is_truncation(framed);
+    Ok(match length {
+        Some(n) if !sse => out.body(SizedStream::new(n, body)),
+        _ => out.streaming(body),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_in_the_tail_is_refused() {
+        for bad in ["..", "a/../b", "%2e%2e", "%2E%2E/x", "a/%2F..", ".", "x/%5c.."] {
+            assert!(!safe_tail(bad), "{bad}");
+        }
+        for ok in ["", "attachments/att_1/upload", "a..b", "files/%20x"] {
+            assert!(safe_tail(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn target_keeps_base_path_tail_and_query() {
+        let base = Url::parse("http://up:8000/chatkit").expect("url");
+        assert_eq!(target_url(&base, "", ""), "http://up:8000/chatkit");
+        assert_eq!(
+            target_url(&base, "upload/x", "a=1&b=2"),
+            "http://up:8000/chatkit/upload/x?a=1&b=2"
+        );
+        let slash = Url::parse("http://up:8000/").expect("url");
+        assert_eq!(target_url(&slash, "x", ""), "http://up:8000/x");
+    }
+}

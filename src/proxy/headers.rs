@@ -1,0 +1,284 @@
+//! Header hygiene for the proxy: an allow-list towards the upstream, identity and
+//! forwarding headers built from the session, hop-by-hop and Set-Cookie dropped back.
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Browser headers forwarded as they are (besides the context headers below).
+/// `Content-Length` is not among them: the forwarded body carries its own size.
+const PASS_THROUGH: &[&str] = &[
+    "accept",
+    "accept-language",
+    "content-type",
+    "content-encoding",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "range",
+    "user-agent",
+    "last-event-id",
+];
+
+/// Context headers the dashboard sets, with their length limits.
+const CONTEXT: &[(&str, usize)] = &[("x-page-url", 2048), ("x-page-title", 512), ("x-project-id", 128)];
+
+/// Limits for `chatkit-*` headers: value length and how many.
+const CHATKIT_MAX_LEN: usize = 1024;
+const CHATKIT_MAX_COUNT: usize = 16;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// A context header the proxy refuses, with the reason.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadHeader(pub String);
+
+/// What the proxy knows about the request besides its headers.
+pub struct Identity<'a> {
+    /// `Authorization: Bearer` value, if the route forwards a token.
+    pub bearer: Option<&'a str>,
+    /// The session's subject, sent as `X-User-ID`.
+    pub user_id: Option<&'a str>,
+    /// The browser's address.
+    pub client_ip: Option<String>,
+    /// `http` or `https`, as the browser sees us.
+    pub proto: &'a str,
+    /// Host (and port) as the browser sees us.
+    pub host: &'a str,
+    /// The route prefix the upstream is mounted under, e.g. `/api/chatkit`.
+    pub prefix: &'a str,
+    /// This request's id.
+    pub request_id: &'a str,
+}
+
+fn visible(v: &HeaderValue) -> bool {
+    v.as_bytes()
+        .iter()
+        .all(|b| *b == b'\t' || (0x20..0x7f).contains(b))
+}
+
+/// Builds the upstream request headers from the browser's and the identity.
+pub fn upstream_request_headers(incoming: &HeaderMap, id: &Identity<'_>) -> Result<HeaderMap, BadHeader> {
+    let mut out = HeaderMap::new();
+    let named_by_connection = connection_tokens(incoming);
+    let mut chatkit = 0;
+    for (name, value) in incoming.iter() {
+        let n = name.as_str();
+        if named_by_connection.iter().any(|t| t == n) {
+            continue;
+        }
+        if PASS_THROUGH.contains(&n) {
+            out.append(name.clone(), value.clone());
+        } else if let Some((_, max)) = CONTEXT.iter().find(|(c, _)| *c == n) {
+            check_context(n, value, *max)?;
+            out.insert(name.clone(), value.clone());
+        } else if n.starts_with("chatkit-") {
+            chatkit += 1;
+            if chatkit > CHATKIT_MAX_COUNT {
+                return Err(BadHeader("too many chatkit-* headers".into()));
+            }
+            check_context(n, value, CHATKIT_MAX_LEN)?;
+            out.insert(name.clone(), value.clone());
+        }
+    }
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            out.insert(HeaderName::from_static(name), v);
+        }
+    };
+    if let Some(token) = id.bearer {
+        set("authorization", &format!("Bearer {token}"));
+    }
+    if let Some(user) = id.user_id {
+        set("x-user-id", user);
+    }
+    if let Some(ip) = &id.client_ip {
+        set("x-forwarded-for", ip);
+    }
+    set("x-forwarded-proto", id.proto);
+    set("x-forwarded-host", id.host);
+    set("x-forwarded-prefix", id.prefix);
+    set("x-request-id", id.request_id);
+    let trace = incoming
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_traceparent(v))
+        .map(str::to_owned)
+        .unwrap_or_else(new_traceparent);
+    set("traceparent", &trace);
+    Ok(out)
+}
+
+fn check_context(name: &str, value: &HeaderValue, max: usize) -> Result<(), BadHeader> {
+    if value.len() > max {
+        return Err(BadHeader(format!("{name} is longer than {max} bytes")));
+    }
+    if !visible(value) {
+        return Err(BadHeader(format!("{name} contains control characters")));
+    }
+    Ok(())
+}
+
+fn connection_tokens(h: &HeaderMap) -> Vec<String> {
+    h.get_all("connection")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Copies upstream response headers minus hop-by-hop, `Set-Cookie` and `Content-Length`
+/// (the body's length is carried by the response body itself).
+pub fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let named = connection_tokens(upstream);
+    let mut out = HeaderMap::new();
+    for (name, value) in upstream.iter() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || n == "set-cookie"
+            || n == "content-length"
+            || named.iter().any(|t| t == n)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// W3C trace context: `00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero.
+fn valid_traceparent(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && parts[1].bytes().any(|b| b != b'0')
+        && hex(parts[2], 16)
+        && parts[2].bytes().any(|b| b != b'0')
+        && hex(parts[3], 2)
+}
+
+fn new_traceparent() -> String {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    fn id() -> Identity<'static> {
+        Identity {
+            bearer: Some("tok"),
+            user_id: Some("usr_1"),
+            client_ip: Some("127.0.0.9".into()),
+            proto: "https",
+            host: "app.example.com",
+            prefix: "/api/chatkit",
+            request_id: "req-1",
+        }
+    }
+
+    #[test]
+    fn browser_credentials_never_reach_the_upstream() {
+        let h = map(&[
+            ("cookie", "taskflow_session=abc"),
+            ("authorization", "Bearer stolen"),
+            ("x-user-id", "someone-else"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("host", "evil"),
+            ("content-type", "application/json"),
+        ]);
+        let out = upstream_request_headers(&h, &id()).expect("ok");
+        assert!(out.get("cookie").is_none());
+        assert_eq!(out.get("authorization").expect("auth"), "Bearer tok");
+        assert_eq!(out.get("x-user-id").expect("uid"), "usr_1");
+        assert_eq!(out.get("x-forwarded-for").expect("xff"), "127.0.0.9");
+        assert!(out.get("host").is_none());
+        assert_eq!(out.get("content-type").expect("ct"), "application/json");
+        assert_eq!(out.get("x-forwarded-prefix").expect("prefix"), "/api/chatkit");
+        assert_eq!(out.get("x-forwarded-proto").expect("proto"), "https");
+        assert_eq!(out.get("x-forwarded-host").expect("host"), "app.example.com");
+    }
+
+    #[test]
+    fn anonymous_routes_send_no_identity() {
+        let mut i = id();
+        i.bearer = None;
+        i.user_id = None;
+        let out = upstream_request_headers(&map(&[("x-user-id", "spoof")]), &i).expect("ok");
+        assert!(out.get("authorization").is_none() && out.get("x-user-id").is_none());
+    }
+
+    #[test]
+    fn context_headers_are_forwarded_within_limits() {
+        let ok = map(&[
+            ("x-page-url", "https://app/x"),
+            ("chatkit-frame-id", "f1"),
+            ("x-other", "dropped"),
+        ]);
+        let out = upstream_request_headers(&ok, &id()).expect("ok");
+        assert_eq!(out.get("x-page-url").expect("url"), "https://app/x");
+        assert_eq!(out.get("chatkit-frame-id").expect("ck"), "f1");
+        assert!(out.get("x-other").is_none());
+        let long = "a".repeat(3000);
+        assert!(upstream_request_headers(&map(&[("x-page-url", &long)]), &id()).is_err());
+        let ctl = HeaderValue::from_bytes(b"a\x01b").expect("value");
+        let mut h = HeaderMap::new();
+        h.insert(HeaderName::from_static("x-page-title"), ctl);
+        assert!(upstream_request_headers(&h, &id()).is_err());
+    }
+
+    #[test]
+    fn traceparent_is_propagated_when_valid_and_created_otherwise() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let out = upstream_request_headers(&map(&[("traceparent", tp)]), &id()).expect("ok");
+        assert_eq!(out.get("traceparent").expect("tp"), tp);
+        let out = upstream_request_headers(&map(&[("traceparent", "garbage")]), &id()).expect("ok");
+        let made = out.get("traceparent").expect("tp").to_str().expect("ascii");
+        assert!(valid_traceparent(made) && made != "garbage");
+    }
+
+    #[test]
+    fn hop_by_hop_and_set_cookie_are_dropped_from_responses() {
+        let up = map(&[
+            ("connection", "close, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("set-cookie", "upstream=1"),
+            ("content-type", "text/event-stream"),
+            ("x-upstream", "kept"),
+        ]);
+        let out = downstream_response_headers(&up);
+        for gone in ["connection", "x-secret-hop", "transfer-encoding", "set-cookie"] {
+            assert!(out.get(gone).is_none(), "{gone}");
+        }
+        assert_eq!(out.get("content-type").expect("ct"), "text/event-stream");
+        assert_eq!(out.get("x-upstream").expect("kept"), "kept");
+    }
+}

@@ -1,0 +1,286 @@
+//! Streaming bodies through the proxy: the upstream's response body with an idle
+//! timeout and optional SSE heartbeats, and the browser's request body with a size cap.
+
+use std::{
+    cell::Cell,
+    future::Future,
+    pin::Pin,
+    rc::Rc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use actix_web::rt::time::{sleep_until, Sleep};
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// Why a streamed body was cut.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The upstream failed or closed the connection mid-body.
+    #[error("upstream body failed: {0}")]
+    Upstream(String),
+    /// No bytes for longer than the idle timeout.
+    #[error("upstream silent for {0:?}")]
+    Idle(Duration),
+    /// The browser sent more than the route allows.
+    #[error("request body over {0} bytes")]
+    TooLarge(usize),
+    /// The browser's request body failed.
+    #[error("request body failed: {0}")]
+    Client(String),
+}
+
+/// The upstream response body, passed on chunk by chunk as it arrives.
+pub struct UpstreamBody<S> {
+    inner: S,
+    idle: Duration,
+    last_chunk: Instant,
+    last_sent: Instant,
+    idle_timer: Pin<Box<Sleep>>,
+    heartbeat: Option<(Duration, Pin<Box<Sleep>>)>,
+    tail: [u8; 2],
+    bytes: u64,
+    finished: bool,
+    eof_is_truncation: bool,
+    span: tracing::Span,
+    on_close: Option<Box<dyn FnOnce(u64, bool)>>,
+}
+
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+impl<S> UpstreamBody<S> {
+    /// Wraps `inner`; `heartbeat` only for `text/event-stream` bodies.
+    pub fn new(inner: S, idle: Duration, heartbeat: Option<Duration>) -> Self {
+        let now = Instant::now();
+        Self {
+            inner,
+            idle,
+            last_chunk: now,
+            last_sent: now,
+            idle_timer: Box::pin(sleep_until((now + idle).into())),
+            heartbeat: heartbeat.map(|d| (d, Box::pin(sleep_until((now + d).into())))),
+            tail: *b"\n\n",
+            bytes: 0,
+            finished: false,
+            eof_is_truncation: false,
+            span: tracing::Span::current(),
+            on_close: None,
+        }
+    }
+
+    /// Treats a connection EOF at the end of the body as truncation (chunked or sized
+    /// bodies end by framing, never by the connection closing).
+    pub fn eof_is_truncation(mut self, framed: bool) -> Self {
+        self.eof_is_truncation = framed;
+        self
+    }
+
+    /// Calls `f(bytes, completed)` when the body is dropped (finished, failed or abandoned).
+    pub fn on_close(mut self, f: impl FnOnce(u64, bool) + 'static) -> Self {
+        self.on_close = Some(Box::new(f));
+        self
+    }
+
+    /// Heartbeats go only between events, never inside one.
+    fn at_event_boundary(&self) -> bool {
+        self.tail == *b"\n\n" || self.tail == *b"\r\n"
+    }
+}
+
+impl<S> Drop for UpstreamBody<S> {
+    fn drop(&mut self) {
+        let (bytes, finished) = (self.bytes, self.finished);
+        self.span.in_scope(|| {
+            if finished {
+                tracing::info!(bytes, "response body sent");
+            } else {
+                tracing::info!(
+                    bytes,
+                    "response body not completed (client left or upstream failed)"
+                );
+            }
+        });
+        if let Some(f) = self.on_close.take() {
+            f(bytes, finished);
+        }
+    }
+}
+
+impl<S, E> Stream for UpstreamBody<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    type Item = Result<Bytes, StreamError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let (polled, eof) = super::eof::watch(|| Pin::new(&mut this.inner).poll_next(cx));
+        match polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                // Timers are re-armed lazily when they fire: a chunk costs one clock read.
+                this.last_chunk = Instant::now();
+                this.last_sent = this.last_chunk;
+                this.bytes += chunk.len() as u64;
+                match chunk.len() {
+                    0 => {}
+                    1 => this.tail = [this.tail[1], chunk[0]],
+                    n => this.tail = [chunk[n - 2], chunk[n - 1]],
+                }
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let msg = e.to_string();
+                this.span
+                    .in_scope(|| tracing::warn!(error = %msg, "upstream body failed; aborting the response"));
+                return Poll::Ready(Some(Err(StreamError::Upstream(msg))));
+            }
+            Poll::Ready(None) if eof && this.eof_is_truncation => {
+                this.span.in_scope(|| {
+                    tracing::warn!(
+                        "upstream closed the connection before the end of the body; aborting the response"
+                    )
+                });
+                return Poll::Ready(Some(Err(StreamError::Upstream("truncated body".into()))));
+            }
+            Poll::Ready(None) => {
+                this.finished = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        while this.idle_timer.as_mut().poll(cx).is_ready() {
+            let deadline = this.last_chunk + this.idle;
+            if Instant::now() >= deadline {
+                let idle = this.idle;
+                this.span
+                    .in_scope(|| tracing::warn!(?idle, "upstream idle timeout; aborting the response"));
+                return Poll::Ready(Some(Err(StreamError::Idle(idle))));
+            }
+            this.idle_timer.as_mut().reset(deadline.into());
+        }
+        let boundary = this.at_event_boundary();
+        if let Some((every, timer)) = &mut this.heartbeat {
+            while timer.as_mut().poll(cx).is_ready() {
+                let due = this.last_sent + *every;
+                let now = Instant::now();
+                if now >= due && boundary {
+                    timer.as_mut().reset((now + *every).into());
+                    this.last_sent = now;
+                    return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE))));
+                }
+                timer
+                    .as_mut()
+                    .reset(due.max(now + Duration::from_millis(50)).into());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// The browser's request body, cut with an error once it exceeds `limit`.
+pub struct LimitedBody<S> {
+    inner: S,
+    limit: usize,
+    seen: usize,
+    overflowed: Rc<Cell<bool>>,
+}
+
+impl<S> LimitedBody<S> {
+    /// Wraps `inner`; `overflowed` is set when the limit is crossed.
+    pub fn new(inner: S, limit: usize, overflowed: Rc<Cell<bool>>) -> Self {
+        Self {
+            inner,
+            limit,
+            seen: 0,
+            overflowed,
+        }
+    }
+}
+
+impl<S, E> Stream for LimitedBody<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    type Item = Result<Bytes, StreamError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.seen += chunk.len();
+                if this.seen > this.limit {
+                    this.overflowed.set(true);
+                    return Poll::Ready(Some(Err(StreamError::TooLarge(this.limit))));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(StreamError::Client(e.to_string())))),
+            other => other.map(|o| o.map(|r| r.map_err(|e| StreamError::Client(e.to_string())))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{stream, StreamExt};
+
+    fn chunks(parts: &[&'static str]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
+        stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p.as_bytes())))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[actix_web::test]
+    async fn chunks_pass_unchanged_and_in_order() {
+        let body = UpstreamBody::new(
+            chunks(&["data: 1\n\n", "data: 2\n\n"]),
+            Duration::from_secs(5),
+            None,
+        );
+        let got: Vec<_> = body.map(|c| c.expect("chunk")).collect().await;
+        assert_eq!(got, vec![Bytes::from("data: 1\n\n"), Bytes::from("data: 2\n\n")]);
+    }
+
+    #[actix_web::test]
+    async fn silent_upstream_hits_the_idle_timeout() {
+        let silent = stream::pending::<Result<Bytes, String>>();
+        let mut body = UpstreamBody::new(silent, Duration::from_millis(50), None);
+        assert!(matches!(body.next().await, Some(Err(StreamError::Idle(_)))));
+    }
+
+    #[actix_web::test]
+    async fn heartbeats_only_between_events() {
+        // Half an event, then silence: no heartbeat may be inserted mid-event.
+        let half = chunks(&["data: {\"a\":"]).chain(stream::pending());
+        let mut body = UpstreamBody::new(half, Duration::from_millis(300), Some(Duration::from_millis(20)));
+        assert_eq!(
+            body.next().await.expect("chunk").expect("ok"),
+            Bytes::from("data: {\"a\":")
+        );
+        assert!(matches!(body.next().await, Some(Err(StreamError::Idle(_)))));
+
+        let whole = chunks(&["data: 1\n\n"]).chain(stream::pending());
+        let mut body = UpstreamBody::new(whole, Duration::from_millis(300), Some(Duration::from_millis(20)));
+        body.next().await.expect("chunk").expect("ok");
+        assert_eq!(
+            body.next().await.expect("hb").expect("ok"),
+            Bytes::from_static(KEEP_ALIVE)
+        );
+    }
+
+    #[actix_web::test]
+    async fn request_bodies_over_the_limit_fail() {
+        let flag = Rc::new(Cell::new(false));
+        let mut body = LimitedBody::new(chunks(&["12345", "67890"]), 8, flag.clone());
+        assert!(body.next().await.expect("first").is_ok());
+        assert!(matches!(body.next().await, Some(Err(StreamError::TooLarge(8)))));
+        assert!(flag.get());
+    }
+}

@@ -1,0 +1,535 @@
+//! The streaming proxy against a controllable upstream and the demo ChatKit backend.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use futures_util::future::join_all;
+
+use crate::{
+    helpers::{spawn_app, spawn_app_with, TestApp},
+    upstream::{closed_port_url, spawn_upstream, TestUpstream},
+};
+
+async fn app_with_upstream(extra: &[(&str, &str)]) -> (TestApp, TestUpstream) {
+    let up = spawn_upstream();
+    let chatkit = format!("{}/chatkit", up.url);
+    let mut vars = vec![("CHATKIT_URL", chatkit.as_str())];
+    vars.extend_from_slice(extra);
+    let app = spawn_app_with(&vars).await;
+    app.login_as(0, "/dashboard").await;
+    (app, up)
+}
+
+#[actix_web::test]
+async fn requests_without_a_session_get_401_json() {
+    let app = spawn_app().await;
+    let r = app
+        .post_api("/api/chatkit", r#"{"type":"threads.list","params":{}}"#)
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "not_authenticated");
+}
+
+#[actix_web::test]
+async fn first_event_arrives_before_the_second_is_sent() {
+    let (app, up) = app_with_upstream(&[]).await;
+    let mut res = app.open_api("/api/chatkit/two-events", "{}").await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.headers.get("content-type").expect("ct"), "text/event-stream");
+    assert_eq!(res.headers.get("cache-control").expect("cc"), "no-cache");
+    assert_eq!(res.headers.get("x-accel-buffering").expect("xab"), "no");
+    assert!(res.headers.get("content-encoding").is_none());
+    // The upstream holds event 2 until we release it: event 1 must already be here.
+    let first = res.next_chunk(10).await.expect("event 1").expect("ok");
+    assert_eq!(&first[..], b"data: {\"n\":1}\n\n");
+    up.signals.release.notify_one();
+    let second = res.next_chunk(10).await.expect("event 2").expect("ok");
+    assert_eq!(&second[..], b"data: {\"n\":2}\n\n");
+    assert!(res.next_chunk(10).await.is_none(), "clean end");
+}
+
+#[actix_web::test]
+async fn statuses_types_and_bodies_pass_through_unchanged() {
+    let (app, _up) = app_with_upstream(&[]).await;
+    let r = app.post_api("/api/chatkit/status/422", "{}").await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        r.text(),
+        r#"{"detail":[{"loc":["body","type"],"msg":"field required"}]}"#
+    );
+
+    let r = app.post_api("/api/chatkit/status/502", "{}").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("content-type").as_deref(), Some("text/html"));
+    assert_eq!(r.text(), "<html><body><h1>502 Bad Gateway</h1></body></html>");
+
+    let r = app.post_api("/api/chatkit/status/204", "{}").await;
+    assert_eq!(r.status, 204);
+    assert!(r.body.is_empty());
+
+    let r = app.post_api("/api/chatkit/status/200", "{}").await;
+    assert_eq!(r.status, 200);
+    let expected: Vec<u8> = (0..(3 * 1024 * 1024)).map(|i: u32| (i % 251) as u8).collect();
+    assert_eq!(r.body.len(), expected.len());
+    assert!(r.body[..] == expected[..], "large body byte-identical");
+    assert_eq!(r.header("content-length").as_deref(), Some("3145728"));
+
+    let r = app
+        .post_api("/api/chatkit/echo?a=1&b=two", r#"{"type":"threads.list"}"#)
+        .await;
+    let echo = r.json();
+    assert_eq!(echo["path"], "/chatkit/echo");
+    assert_eq!(echo["query"], "a=1&b=two");
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["body_bytes"], 23);
+}
+
+#[actix_web::test]
+async fn browser_credentials_never_arrive_and_identity_comes_from_the_session() {
+    let (app, _up) = app_with_upstream(&[]).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let req = app
+        .client
+        .post(format!("{}/api/chatkit", app.origin))
+        .insert_header(("Origin", app.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .insert_header(("Authorization", "Bearer browser-supplied"))
+        .insert_header(("X-User-ID", "usr_4Kd8NwR3bZ"))
+        .insert_header(("X-Page-URL", "http://127.0.0.1/chat"))
+        .insert_header(("X-Project-ID", "p-1"))
+        .insert_header(("chatkit-frame-id", "frame-7"))
+        .insert_header(("traceparent", tp))
+        .insert_header(("Content-Type", "application/json"));
+    let r = app.send(req, Some(b"{}".to_vec())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = r.json()["headers"].clone();
+    assert!(h.get("cookie").is_none(), "no browser cookie upstream: {h}");
+    let auth = h["authorization"].as_str().expect("authorization");
+    assert!(
+        auth.starts_with("Bearer eyJ"),
+        "the session's id_token, not the browser's: {auth}"
+    );
+    assert_eq!(h["x-user-id"], "usr_7Hq2LmX9aP", "Alice, from the session");
+    assert_eq!(h["x-forwarded-prefix"], "/api/chatkit");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], app.origin.trim_start_matches("http://"));
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["traceparent"], tp);
+    assert_eq!(h["x-page-url"], "http://127.0.0.1/chat");
+    assert_eq!(h["x-project-id"], "p-1");
+    assert_eq!(h["chatkit-frame-id"], "frame-7");
+    assert_eq!(h["x-request-id"].as_str().map(str::len), Some(36));
+    // Upstream cookies are not set on our origin; other headers pass.
+    assert!(r.set_cookie("upstream_session").is_none());
+    assert_eq!(r.header("x-upstream").as_deref(), Some("yes"));
+}
+
+#[actix_web::test]
+async fn oversized_or_control_character_context_headers_are_rejected() {
+    let (app, _up) = app_with_upstream(&[]).await;
+    let long = "x".repeat(5000);
+    let req = app
+        .client
+        .post(format!("{}/api/chatkit", app.origin))
+        .insert_header(("Origin", app.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .insert_header(("X-Page-Title", long.as_str()));
+    let r = app.send(req, Some(b"{}".to_vec())).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "bad_header");
+
+    let ctl = awc::http::header::HeaderValue::from_bytes(b"caf\xe9").expect("value");
+    let req = app
+        .client
+        .post(format!("{}/api/chatkit", app.origin))
+        .insert_header(("Origin", app.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .insert_header(("X-Page-Title", ctl));
+    assert_eq!(app.send(req, Some(b"{}".to_vec())).await.status, 400);
+
+    // A bare CR inside a header value never gets past the HTTP parser.
+    use std::io::{Read, Write};
+    let addr = app.origin.trim_start_matches("http://").to_owned();
+    let mut sock = std::net::TcpStream::connect(&addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let raw = format!(
+        "POST /api/chatkit HTTP/1.1\r\nHost: {addr}\r\nOrigin: {}\r\nX-CSRF: 1\r\nX-Page-Title: a\rX-Injected: 1\r\nContent-Length: 2\r\n\r\n{{}}",
+        app.origin
+    );
+    sock.write_all(raw.as_bytes()).expect("write");
+    let mut buf = [0u8; 64];
+    let n = sock.read(&mut buf).unwrap_or(0);
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+#[actix_web::test]
+async fn upstream_down_gives_502_json_with_request_id() {
+    let closed = format!("{}/chatkit", closed_port_url());
+    let app = spawn_app_with(&[("CHATKIT_URL", &closed)]).await;
+    app.login_as(0, "/dashboard").await;
+    let r = app.post_api("/api/chatkit", "{}").await;
+    assert_eq!(r.status, 502);
+    let j = r.json();
+    assert_eq!(j["error"], "upstream_unavailable");
+    assert_eq!(j["request_id"].as_str(), r.header("x-request-id").as_deref());
+}
+
+#[actix_web::test]
+async fn slow_upstream_headers_give_504_json() {
+    let (app, _up) = app_with_upstream(&[("UPSTREAM_HEADER_TIMEOUT_SECS", "1")]).await;
+    let r = app.post_api("/api/chatkit/slow-headers", "{}").await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json()["error"], "upstream_timeout");
+    assert!(r.json()["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+#[actix_web::test]
+async fn upstream_abort_mid_stream_aborts_the_client_stream() {
+    let (app, _up) = app_with_upstream(&[]).await;
+    let started = std::time::Instant::now();
+    let (status, body, complete) = app.raw_post("/api/chatkit/abort", "{}");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.contains("data: {\"n\":1}"), "event 1 arrived: {body:?}");
+    assert!(
+        !complete,
+        "the client must see a cut stream, not a clean end: {body:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "aborted promptly");
+    // The same truncation through the built-in ChatKit flow, and a complete one for contrast.
+    let (_, _, complete) = app.raw_post("/api/chatkit/two-events-complete", "{}");
+    assert!(complete, "a normal body ends with its last chunk");
+    // The BFF is fine afterwards.
+    assert_eq!(app.post_api("/api/chatkit/status/204", "{}").await.status, 204);
+}
+
+#[actix_web::test]
+async fn client_disconnect_closes_the_upstream_request() {
+    let (app, up) = app_with_upstream(&[]).await;
+    let mut res = app.open_api("/api/chatkit/forever", "{}").await;
+    assert!(res.next_chunk(10).await.expect("event 1").is_ok());
+    assert!(!up.signals.closed.load(Ordering::SeqCst));
+    let closed = up.signals.closed_notify.notified();
+    drop(res);
+    let seen = tokio::time::timeout(Duration::from_secs(1), closed).await;
+    assert!(
+        seen.is_ok() || up.signals.closed.load(Ordering::SeqCst),
+        "the upstream saw its connection close within a second"
+    );
+}
+
+#[actix_web::test]
+async fn idle_upstream_is_cut_and_heartbeats_keep_quiet_streams_alive() {
+    let (app, up) = app_with_upstream(&[("UPSTREAM_IDLE_TIMEOUT_SECS", "1")]).await;
+    let (status, body, complete) = app.raw_post("/api/chatkit/quiet", "{}");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.contains("data: {\"n\":1}"));
+    assert!(!complete, "cut after 1 s of silence: {body:?}");
+    drop(up);
+
+    let (app, up) =
+        app_with_upstream(&[("SSE_HEARTBEAT_SECS", "1"), ("UPSTREAM_IDLE_TIMEOUT_SECS", "30")]).await;
+    let mut res = app.open_api("/api/chatkit/quiet", "{}").await;
+    assert!(res.next_chunk(5).await.expect("event 1").is_ok());
+    let hb = res.next_chunk(5).await.expect("heartbeat").expect("ok");
+    assert_eq!(&hb[..], b": keep-alive\n\n");
+    up.signals.release.notify_one();
+    let mut rest = Vec::new();
+    while let Some(c) = res.next_chunk(5).await {
+        rest.extend_from_slice(&c.expect("ok"));
+    }
+    assert!(String::from_utf8_lossy(&rest).ends_with("data: {\"n\":2}\n\n"));
+}
+
+#[actix_web::test]
+async fn cross_site_and_headerless_posts_are_refused() {
+    let (app, _up) = app_with_upstream(&[]).await;
+    let cross = app
+        .client
+        .post(format!("{}/api/chatkit", app.origin))
+        .insert_header(("Origin", "https://evil.example"))
+        .insert_header(("X-CSRF", "1"));
+    let r = app.send(cross, Some(b"{}".to_vec())).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "cross_site_request");
+    let no_header = app
+        .client
+        .post(format!("{}/api/chatkit", app.origin))
+        .insert_header(("Origin", app.origin.as_str()));
+    let r = app.send(no_header, Some(b"{}".to_vec())).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "csrf_header_missing");
+}
+
+#[actix_web::test]
+async fn bodies_over_the_limit_get_413() {
+    let (app, _up) = app_with_upstream(&[("MAX_JSON_BODY_BYTES", "1024")]).await;
+    let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(2000));
+    let r = app.post_api("/api/chatkit", &big).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "payload_too_large");
+
+    // Without Content-Length (chunked), the limit holds while streaming.
+    let chunks = futures_util::stream::iter(
+        (0..4).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a'; 600]))),
+    );
+    let mut req = app
+        .client
+        .post(format!("{}/api/chatkit", app.origin))
+        .insert_header(("Origin", app.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .insert_header(("Content-Type", "application/json"));
+    if let Some(c) = app.session_cookie() {
+        req = req.insert_header(("Cookie", format!("{}={c}", app.session_cookie_name())));
+    }
+    let mut res = req.send_stream(chunks).await.expect("sent");
+    assert_eq!(res.status().as_u16(), 413);
+    let body = res.body().await.expect("body");
+    assert!(String::from_utf8_lossy(&body).contains("payload_too_large"));
+}
+
+#[actix_web::test]
+async fn path_traversal_out_of_the_route_is_refused() {
+    let (app, _up) = app_with_upstream(&[]).await;
+    for p in ["/api/chatkit/%2e%2e/admin", "/api/chatkit/a/%2E%2E/%2e%2e/x"] {
+        let r = app.post_api(p, "{}").await;
+        assert_eq!(r.status, 400, "{p}");
+        assert_eq!(r.json()["error"], "bad_path");
+    }
+}
+
+#[actix_web::test]
+async fn remote_routes_use_the_same_forwarder() {
+    let up = spawn_upstream();
+    let routes = format!(
+        r#"[{{"name":"tasks","url":"{u}/api/tasks"}},{{"name":"status","url":"{u}/public","anonymous":true}}]"#,
+        u = up.url
+    );
+    let app = spawn_app_with(&[("REMOTE_ROUTES", &routes)]).await;
+    let anon = app.get("/api/remote/status/ping?x=1").await;
+    assert_eq!(anon.status, 200);
+    assert_eq!(anon.json()["path"], "/public/ping");
+    assert!(anon.json()["headers"].get("authorization").is_none());
+    assert_eq!(app.get("/api/remote/tasks/1").await.status, 401);
+    assert_eq!(app.get("/api/remote/unknown/1").await.status, 404);
+
+    app.login_as(1, "/dashboard").await;
+    let r = app.get("/api/remote/tasks/42?full=1").await;
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(j["path"], "/api/tasks/42");
+    assert_eq!(j["query"], "full=1");
+    assert_eq!(j["method"], "GET");
+    assert_eq!(j["headers"]["x-user-id"], "usr_4Kd8NwR3bZ");
+    assert_eq!(j["headers"]["x-forwarded-prefix"], "/api/remote/tasks");
+}
+
+#[actix_web::test]
+async fn twenty_concurrent_requests_on_an_expiring_token_cause_one_refresh() {
+    let app = spawn_app().await;
+    app.login_as(0, "/dashboard").await;
+    app.expire_token().await;
+    let before = app.demo().refresh_count();
+    let calls = (0..20).map(|_| app.post_api("/api/chatkit", r#"{"type":"threads.list","params":{}}"#));
+    let results = join_all(calls).await;
+    for r in &results {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.json()["data"].is_array());
+    }
+    assert_eq!(
+        app.demo().refresh_count(),
+        before + 1,
+        "one refresh for twenty requests"
+    );
+    assert_eq!(app.get("/api/auth/me").await.status, 200);
+}
+
+#[actix_web::test]
+async fn failed_refresh_ends_the_session_with_session_expired() {
+    let app = spawn_app().await;
+    app.login_as(0, "/dashboard").await;
+    app.expire_token().await;
+    app.demo().set_refresh_failure(true);
+    let r = app
+        .post_api("/api/chatkit", r#"{"type":"threads.list","params":{}}"#)
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "session_expired");
+    assert_eq!(app.get("/api/auth/me").await.status, 401, "the session is gone");
+    let audit = app.state.store.recent_audit(5).await.expect("audit");
+    assert_eq!(audit[0].0, "refresh_failed");
+}
+
+#[actix_web::test]
+async fn demo_backend_streams_the_chatkit_protocol() {
+    let app = spawn_app_with(&[("DEMO_WORD_DELAY_MS", "5")]).await;
+    app.login_as(0, "/dashboard").await;
+    let create = r#"{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"hello world"}],"attachments":[],"inference_options":{}}}}"#;
+    let r = app.post_api("/api/chatkit", create).await;
+    assert_eq!(r.status, 200);
+    let events: Vec<serde_json::Value> = r
+        .text()
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).expect("event JSON"))
+        .collect();
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        &types[..4],
+        [
+            "thread.created",
+            "thread.item.done",
+            "stream_options",
+            "thread.item.added"
+        ]
+    );
+    assert_eq!(types.last(), Some(&"thread.item.done"));
+    let text: String = events
+        .iter()
+        .filter(|e| e["update"]["type"] == "assistant_message.content_part.text_delta")
+        .filter_map(|e| e["update"]["delta"].as_str())
+        .collect();
+    assert_eq!(text, "You said: hello world");
+    let thread = events[0]["thread"]["id"].as_str().expect("thread id").to_owned();
+
+    let list = app
+        .post_api("/api/chatkit", r#"{"type":"threads.list","params":{}}"#)
+        .await
+        .json();
+    assert_eq!(list["data"][0]["id"], thread.as_str());
+    let items = app
+        .post_api(
+            "/api/chatkit",
+            &format!(r#"{{"type":"items.list","params":{{"thread_id":"{thread}"}}}}"#),
+        )
+        .await
+        .json();
+    assert_eq!(items["data"].as_array().map(Vec::len), Some(2));
+
+    // An unknown thread: 200 event-stream, then the body aborts.
+    let (status, body, complete) = app.raw_post(
+        "/api/chatkit",
+        r#"{"type":"threads.add_user_message","params":{"thread_id":"thr_nope","input":{"content":[]}}}"#,
+    );
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(!complete, "aborted, not ended: {body:?}");
+
+    // Bob cannot read Alice's thread.
+    app.login_as(1, "/dashboard").await;
+    let r = app
+        .post_api(
+            "/api/chatkit",
+            &format!(r#"{{"type":"items.list","params":{{"thread_id":"{thread}"}}}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+fn multipart(
+    size: usize,
+) -> (
+    String,
+    impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>>,
+) {
+    let boundary = "taskflowboundary7MA4YWxk".to_owned();
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let chunk = 64 * 1024;
+    let parts = std::iter::once(bytes::Bytes::from(head))
+        .chain((0..size / chunk).map(move |_| bytes::Bytes::from(vec![b'z'; chunk])))
+        .chain(std::iter::once(bytes::Bytes::from(tail)));
+    (boundary, futures_util::stream::iter(parts.map(Ok)))
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+#[actix_web::test]
+async fn a_50_mib_upload_streams_through_both_chatkit_upload_flows() {
+    let app = spawn_app().await;
+    app.login_as(0, "/dashboard").await;
+    let cookie = format!(
+        "{}={}",
+        app.session_cookie_name(),
+        app.session_cookie().expect("cookie")
+    );
+
+    // Direct upload.
+    let size = 50 * 1024 * 1024;
+    let before = peak_rss_kib();
+    let (boundary, body) = multipart(size);
+    let mut res = app
+        .client
+        .post(format!("{}/api/chatkit/upload", app.origin))
+        .insert_header(("Origin", app.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .insert_header(("Cookie", cookie.as_str()))
+        .insert_header((
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        ))
+        .timeout(Duration::from_secs(120))
+        .send_stream(body)
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 200);
+    let j: serde_json::Value = res.json().await.expect("json");
+    assert!(j["upload_bytes"].as_u64().expect("bytes") > size as u64);
+    assert!(
+        j["upload_chunks"].as_u64().expect("chunks") > 10,
+        "arrived in chunks: {j}"
+    );
+    let grown = peak_rss_kib().saturating_sub(before);
+    assert!(
+        grown < 40 * 1024,
+        "peak RSS grew by {grown} KiB for a 50 MiB upload"
+    );
+
+    // Two-phase: attachments.create returns a URL back through the BFF.
+    let created = app
+        .post_api(
+            "/api/chatkit",
+            r#"{"type":"attachments.create","params":{"name":"notes.txt","size":12,"mime_type":"text/plain"}}"#,
+        )
+        .await
+        .json();
+    let url = created["upload_descriptor"]["url"]
+        .as_str()
+        .expect("upload url")
+        .to_owned();
+    assert!(
+        url.starts_with(&format!("{}/api/chatkit/attachments/", app.origin)),
+        "{url}"
+    );
+    let (boundary, body) = multipart(128 * 1024);
+    let mut res = app
+        .client
+        .post(url)
+        .insert_header(("Origin", app.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .insert_header(("Cookie", cookie.as_str()))
+        .insert_header((
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        ))
+        .send_stream(body)
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 200);
+    let j: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(j["id"], created["id"]);
+}

@@ -1,0 +1,187 @@
+//! A controllable upstream for proxy tests: echoes what it received, streams events on
+//! cue, fails in the ways real backends fail, and reports when its client goes away.
+
+use std::{
+    net::TcpListener,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use tokio::sync::Notify;
+
+/// Signals shared between a test and its upstream.
+#[derive(Default)]
+pub struct Signals {
+    /// The test releases the second event with this.
+    pub release: Notify,
+    /// Set when the streaming response body was dropped (client gone).
+    pub closed: AtomicBool,
+    /// Notified when `closed` is set.
+    pub closed_notify: Notify,
+}
+
+pub struct TestUpstream {
+    pub url: String,
+    pub signals: Arc<Signals>,
+}
+
+struct CloseGuard(Arc<Signals>);
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        self.0.closed_notify.notify_waiters();
+    }
+}
+
+async fn echo(req: HttpRequest, mut body: web::Payload) -> HttpResponse {
+    let (mut bytes, mut chunks) = (0usize, 0usize);
+    while let Some(c) = body.next().await {
+        let Ok(c) = c else {
+            return HttpResponse::BadRequest().finish();
+        };
+        bytes += c.len();
+        chunks += 1;
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("<binary>").into()))
+        .collect();
+    HttpResponse::Ok()
+        .insert_header(("Set-Cookie", "upstream_session=leak; Path=/"))
+        .insert_header(("X-Upstream", "yes"))
+        .json(serde_json::json!({
+            "method": req.method().as_str(),
+            "path": req.path(),
+            "query": req.query_string(),
+            "headers": headers,
+            "body_bytes": bytes,
+            "body_chunks": chunks,
+        }))
+}
+
+fn large_body() -> Vec<u8> {
+    (0..(3 * 1024 * 1024)).map(|i: u32| (i % 251) as u8).collect()
+}
+
+async fn status(path: web::Path<u16>) -> HttpResponse {
+    match path.into_inner() {
+        422 => HttpResponse::UnprocessableEntity()
+            .content_type("application/json")
+            .body(r#"{"detail":[{"loc":["body","type"],"msg":"field required"}]}"#),
+        502 => HttpResponse::BadGateway()
+            .content_type("text/html")
+            .body("<html><body><h1>502 Bad Gateway</h1></body></html>"),
+        204 => HttpResponse::NoContent().finish(),
+        200 => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(large_body()),
+        _ => HttpResponse::Ok().content_type("text/plain").body("plain text"),
+    }
+}
+
+fn sse_headers() -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::Ok();
+    b.content_type("text/event-stream");
+    b
+}
+
+async fn two_events(signals: web::Data<Arc<Signals>>) -> HttpResponse {
+    let s = signals.get_ref().clone();
+    let body = stream::once(async { Ok::<_, std::io::Error>(Bytes::from("data: {\"n\":1}\n\n")) }).chain(
+        stream::once(async move {
+            s.release.notified().await;
+            Ok(Bytes::from("data: {\"n\":2}\n\n"))
+        }),
+    );
+    sse_headers().streaming(body)
+}
+
+async fn abort_mid_stream() -> HttpResponse {
+    let body = stream::once(async { Ok::<_, std::io::Error>(Bytes::from("data: {\"n\":1}\n\n")) }).chain(
+        stream::once(async {
+            // Let event 1 reach the wire before the crash.
+            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+            Err(std::io::Error::other("backend crashed"))
+        }),
+    );
+    sse_headers().streaming(body)
+}
+
+async fn slow_headers() -> HttpResponse {
+    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+    HttpResponse::Ok().finish()
+}
+
+async fn forever(signals: web::Data<Arc<Signals>>) -> HttpResponse {
+    let guard = CloseGuard(signals.get_ref().clone());
+    let first = stream::once(async { Ok::<_, std::io::Error>(Bytes::from("data: {\"n\":1}\n\n")) });
+    let pings = stream::unfold(guard, |g| async move {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok(Bytes::from(": ping\n\n")), g))
+    });
+    sse_headers().streaming(first.chain(pings))
+}
+
+async fn quiet(signals: web::Data<Arc<Signals>>) -> HttpResponse {
+    let s = signals.get_ref().clone();
+    let body = stream::once(async { Ok::<_, std::io::Error>(Bytes::from("data: {\"n\":1}\n\n")) }).chain(
+        stream::once(async move {
+            s.release.notified().await;
+            Ok(Bytes::from("data: {\"n\":2}\n\n"))
+        }),
+    );
+    sse_headers().streaming(body)
+}
+
+async fn complete() -> HttpResponse {
+    let body = stream::iter(vec![
+        Ok::<_, std::io::Error>(Bytes::from("data: {\"n\":1}\n\n")),
+        Ok(Bytes::from("data: {\"n\":2}\n\n")),
+    ]);
+    sse_headers().streaming(body)
+}
+
+/// Starts the upstream on a random loopback port.
+pub fn spawn_upstream() -> TestUpstream {
+    let signals = Arc::new(Signals::default());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let data = web::Data::new(signals.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/chatkit/status/{code}", web::to(status))
+            .route("/chatkit/two-events", web::to(two_events))
+            .route("/chatkit/abort", web::to(abort_mid_stream))
+            .route("/chatkit/slow-headers", web::to(slow_headers))
+            .route("/chatkit/forever", web::to(forever))
+            .route("/chatkit/quiet", web::to(quiet))
+            .route("/chatkit/two-events-complete", web::to(complete))
+            .default_service(web::to(echo))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listen")
+    .run();
+    actix_web::rt::spawn(server);
+    TestUpstream {
+        url: format!("http://127.0.0.1:{port}"),
+        signals,
+    }
+}
+
+/// A loopback port with nothing listening.
+pub fn closed_port_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
