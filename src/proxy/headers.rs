@@ -248,7 +248,7 @@ mod tests {
         assert!(out.get("x-other").is_none());
         let long = "a".repeat(3000);
         assert!(upstream_request_headers(&map(&[("x-page-url", &long)]), &id()).is_err());
-        let ctl = HeaderValue::from_bytes(b"a\x01b").expect("value");
+        let ctl = HeaderValue::from_bytes(b"caf\xe9").expect("value");
         let mut h = HeaderMap::new();
         h.insert(HeaderName::from_static("x-page-title"), ctl);
         assert!(upstream_request_headers(&h, &id()).is_err());
