@@ -61,10 +61,11 @@ pub struct Identity<'a> {
     pub request_id: &'a str,
 }
 
+/// No control characters. Bytes above 0x7f stay allowed: browsers send page titles in UTF-8.
 fn visible(v: &HeaderValue) -> bool {
     v.as_bytes()
         .iter()
-        .all(|b| *b == b'\t' || (0x20..0x7f).contains(b))
+        .all(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f))
 }
 
 /// Builds the upstream request headers from the browser's and the identity.
@@ -248,10 +249,11 @@ mod tests {
         assert!(out.get("x-other").is_none());
         let long = "a".repeat(3000);
         assert!(upstream_request_headers(&map(&[("x-page-url", &long)]), &id()).is_err());
-        let ctl = HeaderValue::from_bytes(b"caf\xe9").expect("value");
+        let utf8 = HeaderValue::from_bytes("Chat · TaskFlow".as_bytes()).expect("value");
         let mut h = HeaderMap::new();
-        h.insert(HeaderName::from_static("x-page-title"), ctl);
-        assert!(upstream_request_headers(&h, &id()).is_err());
+        h.insert(HeaderName::from_static("x-page-title"), utf8.clone());
+        let out = upstream_request_headers(&h, &id()).expect("UTF-8 titles pass");
+        assert_eq!(out.get("x-page-title"), Some(&utf8));
     }
 
     #[test]

@@ -125,7 +125,7 @@ async fn browser_credentials_never_arrive_and_identity_comes_from_the_session() 
 }
 
 #[actix_web::test]
-async fn oversized_or_control_character_context_headers_are_rejected() {
+async fn oversized_or_crlf_context_headers_are_rejected() {
     let (app, _up) = app_with_upstream(&[]).await;
     let long = "x".repeat(5000);
     let req = app
@@ -137,15 +137,6 @@ async fn oversized_or_control_character_context_headers_are_rejected() {
     let r = app.send(req, Some(b"{}".to_vec())).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "bad_header");
-
-    let ctl = awc::http::header::HeaderValue::from_bytes(b"caf\xe9").expect("value");
-    let req = app
-        .client
-        .post(format!("{}/api/chatkit", app.origin))
-        .insert_header(("Origin", app.origin.as_str()))
-        .insert_header(("X-CSRF", "1"))
-        .insert_header(("X-Page-Title", ctl));
-    assert_eq!(app.send(req, Some(b"{}".to_vec())).await.status, 400);
 
     // A bare CR inside a header value never gets past the HTTP parser.
     use std::io::{Read, Write};
