@@ -1,0 +1,467 @@
+//! Load benchmark: the BFF against talking to the upstream directly, in one run.
+//!
+//! `cargo bench --bench proxy` builds in release mode, starts a fast upstream (in this
+//! process) and the `taskflow-bff` binary (demo mode, CHATKIT_URL pointing at the
+//! upstream), signs in through the demo provider, then measures:
+//! - JSON round trips (~1 KiB response, 64 concurrent clients, keep-alive): req/s, p50/p99;
+//! - SSE per-event latency (receive time minus the upstream's embedded send time) with 1 and
+//!   BENCH_STREAMS concurrent streams, and time to first event;
+//! - the BFF's RSS per open stream with BENCH_STREAMS streams held open.
+//! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
+//! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20).
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use bytes::Bytes;
+use futures_util::{future::join_all, stream, StreamExt};
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// ---------- the upstream ----------
+
+async fn json_body() -> HttpResponse {
+    // A threads.list-like answer of about 1 KiB.
+    let data: Vec<serde_json::Value> = (0..8)
+        .map(|i| serde_json::json!({"id": format!("thr_{i:012}"), "title": "A thread about the quarterly plan", "created_at": "2026-11-26T12:00:00Z", "status": {"type": "active"}}))
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({"data": data, "has_more": false, "after": null}))
+}
+
+async fn sse_events(q: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
+    let n: usize = q.get("n").and_then(|v| v.parse().ok()).unwrap_or(20);
+    let every = Duration::from_millis(q.get("ms").and_then(|v| v.parse().ok()).unwrap_or(50));
+    let body = stream::unfold(0usize, move |i| async move {
+        if i >= n {
+            return None;
+        }
+        if i > 0 {
+            actix_web::rt::time::sleep(every).await;
+        }
+        let ev = format!(
+            "data: {{\"type\":\"thread.item.updated\",\"sent_ns\":{}}}\n\n",
+            now_ns()
+        );
+        Some((Ok::<_, std::io::Error>(Bytes::from(ev)), i + 1))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .streaming(body)
+}
+
+fn start_upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(|| {
+                App::new()
+                    .route("/chatkit", web::post().to(json_body))
+                    .route("/chatkit/sse", web::post().to(sse_events))
+            })
+            .workers(1)
+            .backlog(4096)
+            .max_connections(50_000)
+            .listen(listener)
+            .expect("listen")
+            .run()
+            .await
+        })
+    });
+    port
+}
+
+// ---------- the BFF process ----------
+
+struct Bff {
+    child: Child,
+    origin: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Bff {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn start_bff(upstream: u16) -> Bff {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("taskflow-bff-bench-{port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let child = Command::new(env!("CARGO_BIN_EXE_taskflow-bff"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", format!("sqlite://{}/bench.db", dir.display()))
+        .env("CHATKIT_URL", format!("http://127.0.0.1:{upstream}/chatkit"))
+        .env("DEMO_TOKEN_TTL_SECS", "3600")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start taskflow-bff (built by cargo bench)");
+    Bff {
+        child,
+        origin: format!("http://127.0.0.1:{port}"),
+        dir,
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().limit(0).timeout(Duration::from_secs(5)))
+        .timeout(Duration::from_secs(30))
+        .disable_redirects()
+        .finish()
+}
+
+/// Signs in as Alice through the demo provider; returns the Cookie header.
+async fn sign_in(origin: &str) -> String {
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c
+        .get(format!("{origin}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(Instant::now() < deadline, "the BFF did not become ready");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = c
+        .get(format!("{origin}/api/auth/login?returnTo=/dashboard"))
+        .send()
+        .await
+        .expect("login");
+    let login_cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("login cookie")
+        .to_owned();
+    let authorize = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("location")
+        .to_owned();
+    let url = url::Url::parse(&authorize).expect("url");
+    let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    form.push(("user".into(), "0".into()));
+    let res = c
+        .post(format!("{origin}/demo/idp/authorize"))
+        .send_form(&form)
+        .await
+        .expect("authorize");
+    let callback = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("callback")
+        .to_owned();
+    let res = c
+        .get(callback)
+        .insert_header(("Cookie", login_cookie))
+        .send()
+        .await
+        .expect("callback");
+    res.headers()
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("taskflow_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Target {
+    base: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn request(c: &awc::Client, t: &Target, path: &str) -> awc::ClientRequest {
+    let mut r = c
+        .post(format!("{}{path}", t.base))
+        .insert_header(("Content-Type", "application/json"));
+    for (k, v) in &t.headers {
+        r = r.insert_header((*k, v.clone()));
+    }
+    r
+}
+
+/// JSON round trips: (req/s, p50 ms, p99 ms, errors).
+async fn json_load(t: &Target, total: usize, concurrency: usize) -> (f64, f64, f64, usize) {
+    let c = client();
+    let t = Arc::new(Target {
+        base: t.base.clone(),
+        headers: t.headers.clone(),
+    });
+    let per = total / concurrency;
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|_| {
+        let c = c.clone();
+        let t = t.clone();
+        async move {
+            let mut lat = Vec::with_capacity(per);
+            let mut errors = 0;
+            for _ in 0..per {
+                let s = Instant::now();
+                match request(&c, &t, "/chatkit")
+                    .send_body(r#"{"type":"threads.list","params":{}}"#)
+                    .await
+                {
+                    Ok(mut r) if r.status().is_success() => {
+                        if r.body().await.is_err() {
+                            errors += 1;
+                        }
+                    }
+                    _ => errors += 1,
+                }
+                lat.push(s.elapsed().as_secs_f64() * 1000.0);
+            }
+            (lat, errors)
+        }
+    });
+    let results = join_all(workers).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut lat: Vec<f64> = results.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+    let errors = results.iter().map(|(_, e)| e).sum();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (
+        (per * concurrency) as f64 / elapsed,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        errors,
+    )
+}
+
+/// SSE: per-event latency p50/p99 (ms), time-to-first-event p50 (ms), errors.
+async fn sse_load(t: &Target, streams: usize, events: usize) -> (f64, f64, f64, usize) {
+    let c = client();
+    let t = Arc::new(Target {
+        base: t.base.clone(),
+        headers: t.headers.clone(),
+    });
+    let work = (0..streams).map(|_| {
+        let c = c.clone();
+        let t = t.clone();
+        async move {
+            let started = Instant::now();
+            let path = format!("/chatkit/sse?n={events}&ms=50");
+            let mut res = match request(&c, &t, &path).send_body("{}").await {
+                Ok(r) if r.status().is_success() => r,
+                _ => return (Vec::new(), f64::NAN, 1),
+            };
+            let mut lat = Vec::new();
+            let mut first = f64::NAN;
+            let mut buf = String::new();
+            while let Some(chunk) = res.next().await {
+                let Ok(chunk) = chunk else { return (lat, first, 1) };
+                let at = now_ns();
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let ev: String = buf.drain(..end + 2).collect();
+                    if let Some(sent) = ev
+                        .split("\"sent_ns\":")
+                        .nth(1)
+                        .and_then(|s| s.trim_end_matches(|c| c == '}' || c == '\n').parse::<u128>().ok())
+                    {
+                        if first.is_nan() {
+                            first = started.elapsed().as_secs_f64() * 1000.0;
+                        }
+                        lat.push(at.saturating_sub(sent) as f64 / 1e6);
+                    }
+                }
+            }
+            let errors = usize::from(lat.len() != events);
+            (lat, first, errors)
+        }
+    });
+    let results = join_all(work).await;
+    let mut lat: Vec<f64> = results.iter().flat_map(|(l, _, _)| l.iter().copied()).collect();
+    let mut firsts: Vec<f64> = results
+        .iter()
+        .map(|(_, f, _)| *f)
+        .filter(|f| !f.is_nan())
+        .collect();
+    let errors = results.iter().map(|(_, _, e)| e).sum();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    firsts.sort_by(|a, b| a.total_cmp(b));
+    (pct(&lat, 0.5), pct(&lat, 0.99), pct(&firsts, 0.5), errors)
+}
+
+/// Opens `n` long streams through the BFF and returns its RSS growth per stream (KiB).
+async fn rss_per_stream(t: &Target, pid: u32, n: usize) -> (f64, u64, usize) {
+    let c = client();
+    let idle = rss_kib(pid);
+    let mut held = Vec::with_capacity(n);
+    let mut errors = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
+        let opened = join_all(
+            chunk
+                .iter()
+                .map(|_| request(&c, t, "/chatkit/sse?n=2&ms=60000").send_body("{}")),
+        )
+        .await;
+        for r in opened {
+            match r {
+                Ok(mut r) if r.status().is_success() => {
+                    let _ = r.next().await; // the first event: the stream is live end to end
+                    held.push(r);
+                }
+                _ => errors += 1,
+            }
+        }
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    let loaded = rss_kib(pid);
+    drop(held);
+    (loaded.saturating_sub(idle) as f64 / n as f64, idle, errors)
+}
+
+fn main() {
+    let requests = env_usize("BENCH_REQUESTS", 20_000);
+    let streams = env_usize("BENCH_STREAMS", 1000);
+    let events = env_usize("BENCH_EVENTS", 20);
+    let up = start_upstream();
+    let bff = start_bff(up);
+    let pid = bff.child.id();
+    actix_web::rt::System::new().block_on(async move {
+        let cookie = sign_in(&bff.origin).await;
+        let direct = Target {
+            base: format!("http://127.0.0.1:{up}"),
+            headers: vec![("Authorization", "Bearer bench".into())],
+        };
+        let via = Target {
+            base: format!("{}/api", bff.origin),
+            headers: vec![
+                ("Cookie", cookie),
+                ("Origin", bff.origin.clone()),
+                ("X-CSRF", "1".into()),
+            ],
+        };
+        let _ = json_load(&via, 2000, 64).await; // warm-up: connections, caches
+        let _ = json_load(&direct, 2000, 64).await;
+
+        println!(
+            "taskflow-bff proxy benchmark ({} cores; loopback; BFF log level {})",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into())
+        );
+        println!("{:<44} {:>12} {:>12} {:>8}", "", "direct", "BFF", "BFF/direct");
+        let (d_rps, d50, d99, de) = json_load(&direct, requests, 64).await;
+        let (b_rps, b50, b99, be) = json_load(&via, requests, 64).await;
+        println!(
+            "{:<44} {:>12.0} {:>12.0} {:>8.2}",
+            format!("JSON req/s ({requests} req, 64 conc.)"),
+            d_rps,
+            b_rps,
+            b_rps / d_rps
+        );
+        println!(
+            "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
+            "JSON p50 latency ms (added)",
+            d50,
+            b50,
+            b50 - d50
+        );
+        println!(
+            "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
+            "JSON p99 latency ms (added)",
+            d99,
+            b99,
+            b99 - d99
+        );
+        for n in [1, streams] {
+            let (d50, d99, dfirst, de2) = sse_load(&direct, n, events).await;
+            let (b50, b99, bfirst, be2) = sse_load(&via, n, events).await;
+            println!(
+                "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
+                format!("SSE per-event p50 ms, {n} streams (added)"),
+                d50,
+                b50,
+                b50 - d50
+            );
+            println!(
+                "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
+                format!("SSE per-event p99 ms, {n} streams (added)"),
+                d99,
+                b99,
+                b99 - d99
+            );
+            println!(
+                "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
+                format!("SSE first event p50 ms, {n} streams (added)"),
+                dfirst,
+                bfirst,
+                bfirst - dfirst
+            );
+            if de2 + be2 > 0 {
+                println!("  stream errors: direct {de2}, BFF {be2}");
+            }
+        }
+        let (per, idle, re) = rss_per_stream(&via, pid, streams).await;
+        println!(
+            "{:<44} {:>12} {:>12.1}",
+            format!("BFF RSS KiB per open stream ({streams})"),
+            "",
+            per
+        );
+        println!(
+            "{:<44} {:>12} {:>12}",
+            "BFF RSS KiB idle (after warm-up)", "", idle
+        );
+        println!("errors: JSON direct {de}, JSON BFF {be}, held streams {re}");
+    });
+}
