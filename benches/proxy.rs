@@ -7,6 +7,7 @@
 //! - SSE per-event latency (receive time minus the upstream's embedded send time) with 1 and
 //!   BENCH_STREAMS concurrent streams, and time to first event;
 //! - the BFF's RSS per open stream with BENCH_STREAMS streams held open.
+//!
 //! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
 //! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20).
 
@@ -315,7 +316,7 @@ async fn sse_load(t: &Target, streams: usize, events: usize) -> (f64, f64, f64, 
                     if let Some(sent) = ev
                         .split("\"sent_ns\":")
                         .nth(1)
-                        .and_then(|s| s.trim_end_matches(|c| c == '}' || c == '\n').parse::<u128>().ok())
+                        .and_then(|s| s.trim_end_matches(['}', '\n']).parse::<u128>().ok())
                     {
                         if first.is_nan() {
                             first = started.elapsed().as_secs_f64() * 1000.0;
