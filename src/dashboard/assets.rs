@@ -11,6 +11,41 @@ pub fn static_dir() -> String {
     std::env::var("STATIC_DIR").unwrap_or_else(|_| "static".into())
 }
 
+/// A fingerprint of the static folder's contents, appended as `?v=` to asset URLs so
+/// browsers may cache them for a year and still see a new release at once.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let mut files = Vec::new();
+        collect(std::path::Path::new(&static_dir()), &mut files);
+        files.sort();
+        let mut all = String::new();
+        for f in files {
+            if let Ok(bytes) = std::fs::read(&f) {
+                all.push_str(&f.to_string_lossy());
+                all.push_str(&crate::session::crypto::sha256_hex(&String::from_utf8_lossy(
+                    &bytes,
+                )));
+            }
+        }
+        crate::session::crypto::sha256_hex(&all)[..12].to_owned()
+    })
+}
+
+fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
 /// The static file service. Directory listing is off and paths cannot leave the folder.
 pub fn service() -> Files {
     Files::new("/static", static_dir())

@@ -48,3 +48,42 @@ pub fn content_security_policy(script_origin: Option<&str>) -> HeaderValue {
     );
     HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test::TestRequest, HttpResponse};
+
+    use super::*;
+
+    fn response(content_type: &str) -> ServiceResponse {
+        let req = TestRequest::default().to_http_request();
+        ServiceResponse::new(req, HttpResponse::Ok().content_type(content_type).finish())
+    }
+
+    #[test]
+    fn html_gets_csp_and_https_gets_hsts() {
+        let csp = content_security_policy(Some("https://cdn.example.com"));
+        let mut res = response("text/html; charset=utf-8");
+        apply(&mut res, true, &csp);
+        let h = res.headers();
+        let got = h
+            .get(header::CONTENT_SECURITY_POLICY)
+            .expect("csp")
+            .to_str()
+            .expect("ascii");
+        assert!(got.contains("script-src 'self' https://cdn.example.com"), "{got}");
+        assert!(got.contains("frame-ancestors 'none'"));
+        assert_eq!(h.get(header::X_FRAME_OPTIONS).expect("xfo"), "DENY");
+        assert!(h.get(header::STRICT_TRANSPORT_SECURITY).is_some());
+        assert_eq!(h.get(header::X_CONTENT_TYPE_OPTIONS).expect("nosniff"), "nosniff");
+    }
+
+    #[test]
+    fn json_gets_no_csp_and_http_gets_no_hsts() {
+        let mut res = response("application/json");
+        apply(&mut res, false, &content_security_policy(None));
+        assert!(res.headers().get(header::CONTENT_SECURITY_POLICY).is_none());
+        assert!(res.headers().get(header::STRICT_TRANSPORT_SECURITY).is_none());
+        assert!(res.headers().get(header::X_CONTENT_TYPE_OPTIONS).is_some());
+    }
+}

@@ -143,3 +143,33 @@ async fn health_and_readiness() {
     assert_eq!(r.json()["store"], true);
     assert_eq!(r.json()["identity_provider"], true);
 }
+
+#[actix_web::test]
+async fn pages_link_fingerprinted_assets() {
+    let app = spawn_app().await;
+    let body = app.get("/").await.text();
+    let start = body.find("/static/css/app.css?v=").expect("versioned CSS link");
+    let url: String = body[start..].chars().take_while(|c| *c != '"').collect();
+    let r = app.get(&url).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+}
+
+#[actix_web::test]
+async fn demo_mode_refuses_a_non_loopback_bind() {
+    let vars = [("BIND_ADDR".to_owned(), "0.0.0.0:0".to_owned())]
+        .into_iter()
+        .collect();
+    let settings = taskflow_bff::config::Settings::from_map(&vars).expect("settings");
+    let err = taskflow_bff::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("demo mode refuses to listen on 0.0.0.0"),
+        "{err}"
+    );
+}
