@@ -376,19 +376,9 @@ impl Provider {
     ) -> anyhow::Result<TokenResponse> {
         let md = self.metadata(client).await?;
         let mut form: Vec<(&str, &str)> = params.to_vec();
-        let secret = self.settings.client_secret.expose_secret();
-        let mut req = client
-            .post(&md.token_endpoint)
+        let req = self
+            .client_auth(client.post(&md.token_endpoint), &mut form)
             .insert_header(("Accept", "application/json"));
-        match self.settings.token_auth_method {
-            TokenAuthMethod::Basic => {
-                req = req.basic_auth(form_encode(&self.settings.client_id), form_encode(secret));
-            }
-            TokenAuthMethod::Post => {
-                form.push(("client_id", &self.settings.client_id));
-                form.push(("client_secret", secret));
-            }
-        }
         let mut res = req
             .send_form(&form)
             .await
@@ -442,22 +432,34 @@ impl Provider {
         let Some(url) = md.revocation_endpoint.clone() else {
             return;
         };
-        let secret = self.settings.client_secret.expose_secret();
         let mut form = vec![("token", refresh_token), ("token_type_hint", "refresh_token")];
-        let mut req = client.post(&url);
-        match self.settings.token_auth_method {
-            TokenAuthMethod::Basic => {
-                req = req.basic_auth(form_encode(&self.settings.client_id), form_encode(secret))
-            }
-            TokenAuthMethod::Post => {
-                form.push(("client_id", &self.settings.client_id));
-                form.push(("client_secret", secret));
-            }
-        }
+        let req = self.client_auth(client.post(&url), &mut form);
         match req.send_form(&form).await {
             Ok(r) if r.status().is_success() => tracing::info!("refresh token revoked at the provider"),
             Ok(r) => tracing::warn!(status = r.status().as_u16(), "revocation refused"),
             Err(e) => tracing::warn!(error = %e, "revocation endpoint unreachable"),
+        }
+    }
+}
+
+impl Provider {
+    /// Adds client authentication per `OIDC_TOKEN_AUTH_METHOD`: a Basic header, or the
+    /// credentials in the form.
+    fn client_auth<'a>(
+        &'a self,
+        req: awc::ClientRequest,
+        form: &mut Vec<(&'a str, &'a str)>,
+    ) -> awc::ClientRequest {
+        let secret = self.settings.client_secret.expose_secret();
+        match self.settings.token_auth_method {
+            TokenAuthMethod::Basic => {
+                req.basic_auth(form_encode(&self.settings.client_id), form_encode(secret))
+            }
+            TokenAuthMethod::Post => {
+                form.push(("client_id", &self.settings.client_id));
+                form.push(("client_secret", secret));
+                req
+            }
         }
     }
 }

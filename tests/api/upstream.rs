@@ -130,17 +130,6 @@ async fn forever(signals: web::Data<Arc<Signals>>) -> HttpResponse {
     sse_headers().streaming(first.chain(pings))
 }
 
-async fn quiet(signals: web::Data<Arc<Signals>>) -> HttpResponse {
-    let s = signals.get_ref().clone();
-    let body = stream::once(async { Ok::<_, std::io::Error>(Bytes::from("data: {\"n\":1}\n\n")) }).chain(
-        stream::once(async move {
-            s.release.notified().await;
-            Ok(Bytes::from("data: {\"n\":2}\n\n"))
-        }),
-    );
-    sse_headers().streaming(body)
-}
-
 async fn complete() -> HttpResponse {
     let body = stream::iter(vec![
         Ok::<_, std::io::Error>(Bytes::from("data: {\"n\":1}\n\n")),
@@ -163,7 +152,7 @@ pub fn spawn_upstream() -> TestUpstream {
             .route("/chatkit/abort", web::to(abort_mid_stream))
             .route("/chatkit/slow-headers", web::to(slow_headers))
             .route("/chatkit/forever", web::to(forever))
-            .route("/chatkit/quiet", web::to(quiet))
+            .route("/chatkit/quiet", web::to(two_events))
             .route("/chatkit/two-events-complete", web::to(complete))
             .default_service(web::to(echo))
     })
