@@ -92,8 +92,12 @@ pub struct Settings {
     pub oidc: Option<OidcSettings>,
     /// Master secret for the session cookie, the login cookie and tokens at rest.
     pub session_secret: Option<SecretString>,
-    /// sqlx connection URL of the session database.
+    /// sqlx connection URL of the session database (`sqlite:` or `postgres:`).
     pub database_url: String,
+    /// Redis URL when sessions live in Redis (`SESSION_STORE=redis`).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    pub redis_prefix: String,
     /// A session unused this long ends.
     pub session_idle: Duration,
     /// A session ends this long after sign-in, used or not.
@@ -235,9 +239,22 @@ impl Settings {
         let database_url = get("DATABASE_URL")
             .unwrap_or("sqlite://data/taskflow-bff.db")
             .to_owned();
-        if !database_url.starts_with("sqlite:") {
-            return Err(ConfigError::new("DATABASE_URL", "a sqlite: URL"));
+        if !["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            return Err(ConfigError::new("DATABASE_URL", "a sqlite: or postgres:// URL"));
         }
+        let redis_url = match get("SESSION_STORE") {
+            None | Some("database") => None,
+            Some("redis") => Some(
+                get("REDIS_URL")
+                    .filter(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
+                    .ok_or_else(|| ConfigError::new("REDIS_URL", "a redis:// URL when SESSION_STORE=redis"))?
+                    .to_owned(),
+            ),
+            Some(_) => return Err(ConfigError::new("SESSION_STORE", "database or redis")),
+        };
 
         let forward_token = match get("FORWARD_TOKEN") {
             None | Some("id_token") => ForwardToken::IdToken,
@@ -273,6 +290,8 @@ impl Settings {
             oidc,
             session_secret,
             database_url,
+            redis_url,
+            redis_prefix: get("REDIS_PREFIX").unwrap_or("taskflow-bff:").to_owned(),
             session_idle,
             session_absolute,
             forward_token,

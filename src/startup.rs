@@ -93,7 +93,11 @@ impl Application {
             settings.clock_leeway,
             settings.jwks_min_refetch,
         ));
-        let store = SessionStore::connect(&settings.database_url, keys.clone()).await?;
+        let redis = settings
+            .redis_url
+            .as_deref()
+            .map(|u| (u, settings.redis_prefix.as_str()));
+        let store = SessionStore::connect(&settings.database_url, redis, keys.clone()).await?;
         let (session_cookie, login_cookie) = if secure_cookies {
             ("__Host-taskflow_session", "__Host-taskflow_login")
         } else {

@@ -60,7 +60,7 @@ pub async fn load_session(
         let idle = now + state.settings.session_idle.as_secs() as i64;
         state
             .store
-            .touch(&key_hash, now, idle.min(record.expires_at))
+            .touch(&key_hash, now, idle.min(record.expires_at), record.expires_at)
             .await
             .map_err(ApiError::StoreUnavailable)?;
     }

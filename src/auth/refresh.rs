@@ -65,7 +65,20 @@ pub async fn fresh_tokens(
     let Some(refresh_token) = current.tokens.refresh_token.clone() else {
         return end(state, key_hash, &current, "no refresh token").await;
     };
-    match state.provider.refresh(client, &refresh_token).await {
+    // Across replicas: whoever takes the store's lease refreshes; the others wait for it.
+    let leased = state
+        .store
+        .take_refresh_lease(key_hash, now(), LEASE_SECS)
+        .await
+        .map_err(ApiError::StoreUnavailable)?;
+    if !leased {
+        return wait_for_other_refresh(state, key_hash, &current).await;
+    }
+    let result = state.provider.refresh(client, &refresh_token).await;
+    if result.is_err() {
+        let _ = state.store.release_refresh_lease(key_hash).await;
+    }
+    match result {
         Ok(res) => apply(state, client, key_hash, &current, res).await,
         Err(e) if e.downcast_ref::<RefreshRejected>().is_some() => {
             // Another replica may have rotated the refresh token a moment ago.
@@ -82,6 +95,31 @@ pub async fn fresh_tokens(
         }
         Err(e) => Err(ApiError::IdpUnavailable(e)),
     }
+}
+
+/// How long a replica may hold the refresh lease of a session.
+const LEASE_SECS: i64 = 15;
+
+/// Another replica is refreshing this session: wait for its tokens.
+async fn wait_for_other_refresh(
+    state: &AppState,
+    key_hash: &str,
+    current: &SessionRecord,
+) -> Result<Tokens, ApiError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(LEASE_SECS as u64);
+    while std::time::Instant::now() < deadline {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        let again = reload(state, key_hash).await?;
+        if again.version != current.version {
+            return Ok(again.tokens);
+        }
+    }
+    if current.tokens.expires_at > now() {
+        return Ok(current.tokens.clone());
+    }
+    Err(ApiError::IdpUnavailable(anyhow::anyhow!(
+        "another replica's refresh did not finish"
+    )))
 }
 
 async fn reload(state: &AppState, key_hash: &str) -> Result<SessionRecord, ApiError> {

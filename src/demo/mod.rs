@@ -101,6 +101,11 @@ impl DemoIdp {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The demo client's secret, so that another replica can use this provider.
+    pub fn client_secret(&self) -> &SecretString {
+        &self.client_secret
+    }
+
     /// Makes the next id_tokens misbehave (or behave again with `None`).
     pub fn set_forgery(&self, f: Option<Forgery>) {
         self.lock().forgery = f;

@@ -6,6 +6,8 @@
 //! Here every write is a targeted statement: create, touch, compare-and-set of tokens.
 
 pub mod crypto;
+pub mod redis;
+pub mod sql;
 pub mod store;
 
 use serde::{Deserialize, Serialize};

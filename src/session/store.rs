@@ -1,22 +1,56 @@
-//! The session store on sqlx (SQLite), with tokens sealed at rest.
-//!
-//! Runtime-checked queries (`sqlx::query`) keep the build free of a database and of
-//! offline query metadata; each statement is covered by the integration tests.
+//! The session store: sessions in SQL (SQLite or PostgreSQL) or Redis, with the audit log
+//! and redeemed one-time values always in SQL. Tokens are sealed here, before any backend
+//! sees them.
 
-use std::str::FromStr;
+use super::{crypto::Keys, redis::RedisSessions, sql::SqlStore, SessionRecord, Tokens};
 
-use anyhow::Context;
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
-    Row, SqlitePool,
-};
+/// A session as the backends keep it: tokens sealed.
+#[derive(Clone)]
+pub struct Stored {
+    /// SHA-256 of the cookie key.
+    pub key_hash: String,
+    /// Public id.
+    pub id: String,
+    /// Subject.
+    pub sub: String,
+    /// Provider session id.
+    pub sid: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Sealed [`Tokens`].
+    pub sealed: Vec<u8>,
+    /// Expiry of the forwarded token.
+    pub token_expires_at: i64,
+    /// Compare-and-set version of the tokens.
+    pub version: i64,
+    /// Sign-in time.
+    pub created_at: i64,
+    /// Last request.
+    pub last_seen: i64,
+    /// Idle deadline.
+    pub idle_expires_at: i64,
+    /// Absolute deadline.
+    pub expires_at: i64,
+    /// Browser at sign-in.
+    pub user_agent: Option<String>,
+    /// Address at sign-in.
+    pub ip: Option<String>,
+}
 
-use super::{crypto::Keys, SessionRecord, Tokens};
+/// Where sessions live.
+#[derive(Clone)]
+enum Sessions {
+    Sql,
+    Redis(RedisSessions),
+}
 
-/// Sessions, redeemed login states and the audit log.
+/// Sessions, redeemed one-time values and the audit log.
 #[derive(Clone)]
 pub struct SessionStore {
-    pool: SqlitePool,
+    sql: SqlStore,
+    sessions: Sessions,
     keys: Keys,
 }
 
@@ -35,111 +69,127 @@ pub struct AuditEvent<'a> {
 }
 
 impl SessionStore {
-    /// Connects (creating the SQLite file and its folder if needed) and runs migrations.
-    pub async fn connect(url: &str, keys: Keys) -> anyhow::Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .with_context(|| "DATABASE_URL is not a valid sqlite URL")?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        if let Some(dir) = opts.get_filename().parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(opts)
-            .await
-            .context("cannot open the session database")?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .context("cannot migrate the session database")?;
-        Ok(Self { pool, keys })
+    /// Connects the SQL database (migrating it) and, with `redis = Some((url, prefix))`, Redis.
+    pub async fn connect(
+        database_url: &str,
+        redis: Option<(&str, &str)>,
+        keys: Keys,
+    ) -> anyhow::Result<Self> {
+        let sql = SqlStore::connect(database_url).await?;
+        let sessions = match redis {
+            Some((url, prefix)) => Sessions::Redis(RedisSessions::connect(url, prefix).await?),
+            None => Sessions::Sql,
+        };
+        Ok(Self { sql, sessions, keys })
     }
 
-    /// Whether the database answers.
+    /// Whether every backend answers.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let sql = self.sql.ping().await;
+        match &self.sessions {
+            Sessions::Sql => sql,
+            Sessions::Redis(r) => sql && r.ping().await,
+        }
+    }
+
+    fn seal(&self, key_hash: &str, tokens: &Tokens) -> anyhow::Result<Vec<u8>> {
+        let plain = serde_json::to_vec(tokens)?;
+        Ok(self.keys.seal(&plain, key_hash.as_bytes()))
+    }
+
+    fn open(&self, s: Stored) -> Option<(String, SessionRecord)> {
+        let plain = self.keys.open(&s.sealed, s.key_hash.as_bytes());
+        let Some(tokens) = plain.and_then(|p| serde_json::from_slice::<Tokens>(&p).ok()) else {
+            tracing::warn!("a session does not decrypt (SESSION_SECRET changed?); ignoring it");
+            return None;
+        };
+        Some((
+            s.key_hash,
+            SessionRecord {
+                id: s.id,
+                sub: s.sub,
+                sid: s.sid,
+                name: s.name,
+                email: s.email,
+                tokens,
+                version: s.version,
+                created_at: s.created_at,
+                last_seen: s.last_seen,
+                idle_expires_at: s.idle_expires_at,
+                expires_at: s.expires_at,
+                user_agent: s.user_agent,
+                ip: s.ip,
+            },
+        ))
     }
 
     /// Stores a new session under the hash of its cookie key.
     pub async fn create(&self, key_hash: &str, s: &SessionRecord) -> anyhow::Result<()> {
-        let sealed = self.seal(key_hash, &s.tokens)?;
-        sqlx::query(
-            "INSERT INTO sessions (key_hash, id, sub, sid, name, email, tokens, token_expires_at,
-               version, created_at, last_seen, idle_expires_at, expires_at, user_agent, ip)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(key_hash)
-        .bind(&s.id)
-        .bind(&s.sub)
-        .bind(&s.sid)
-        .bind(&s.name)
-        .bind(&s.email)
-        .bind(sealed)
-        .bind(s.tokens.expires_at)
-        .bind(s.version)
-        .bind(s.created_at)
-        .bind(s.last_seen)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-        .execute(&self.pool)
-        .await
-        .context("insert session")?;
-        Ok(())
+        let stored = Stored {
+            key_hash: key_hash.to_owned(),
+            id: s.id.clone(),
+            sub: s.sub.clone(),
+            sid: s.sid.clone(),
+            name: s.name.clone(),
+            email: s.email.clone(),
+            sealed: self.seal(key_hash, &s.tokens)?,
+            token_expires_at: s.tokens.expires_at,
+            version: s.version,
+            created_at: s.created_at,
+            last_seen: s.last_seen,
+            idle_expires_at: s.idle_expires_at,
+            expires_at: s.expires_at,
+            user_agent: s.user_agent.clone(),
+            ip: s.ip.clone(),
+        };
+        match &self.sessions {
+            Sessions::Sql => self.sql.create(&stored).await,
+            Sessions::Redis(r) => r.create(&stored).await,
+        }
     }
 
-    /// Loads a session; a row whose tokens do not decrypt counts as absent.
+    /// Loads a session; one whose tokens do not decrypt counts as absent.
     pub async fn load(&self, key_hash: &str) -> anyhow::Result<Option<SessionRecord>> {
-        let row = sqlx::query(
-            "SELECT id, sub, sid, name, email, tokens, version, created_at, last_seen,
-                    idle_expires_at, expires_at, user_agent, ip
-             FROM sessions WHERE key_hash = $1",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .context("load session")?;
-        let Some(row) = row else { return Ok(None) };
-        let sealed: Vec<u8> = row.try_get("tokens")?;
-        let Some(tokens) = self.open(key_hash, &sealed) else {
-            tracing::warn!("session row does not decrypt (SESSION_SECRET changed?); ignoring it");
-            return Ok(None);
+        let stored = match &self.sessions {
+            Sessions::Sql => self.sql.load(key_hash).await?,
+            Sessions::Redis(r) => r.load(key_hash).await?,
         };
-        Ok(Some(SessionRecord {
-            id: row.try_get("id")?,
-            sub: row.try_get("sub")?,
-            sid: row.try_get("sid")?,
-            name: row.try_get("name")?,
-            email: row.try_get("email")?,
-            tokens,
-            version: row.try_get("version")?,
-            created_at: row.try_get("created_at")?,
-            last_seen: row.try_get("last_seen")?,
-            idle_expires_at: row.try_get("idle_expires_at")?,
-            expires_at: row.try_get("expires_at")?,
-            user_agent: row.try_get("user_agent")?,
-            ip: row.try_get("ip")?,
-        }))
+        Ok(stored.and_then(|s| self.open(s)).map(|(_, r)| r))
+    }
+
+    /// Every session of a subject, oldest first, with its key hash.
+    pub async fn by_sub(&self, sub: &str) -> anyhow::Result<Vec<(String, SessionRecord)>> {
+        let list = match &self.sessions {
+            Sessions::Sql => self.sql.by_sub(sub).await?,
+            Sessions::Redis(r) => r.by_sub(sub).await?,
+        };
+        Ok(list.into_iter().filter_map(|s| self.open(s)).collect())
+    }
+
+    /// Every session with a provider session id, with its key hash.
+    pub async fn by_sid(&self, sid: &str) -> anyhow::Result<Vec<(String, SessionRecord)>> {
+        let list = match &self.sessions {
+            Sessions::Sql => self.sql.by_sid(sid).await?,
+            Sessions::Redis(r) => r.by_sid(sid).await?,
+        };
+        Ok(list.into_iter().filter_map(|s| self.open(s)).collect())
     }
 
     /// Records activity: moves `last_seen` and the idle deadline.
-    pub async fn touch(&self, key_hash: &str, now: i64, idle_expires_at: i64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE sessions SET last_seen = $1, idle_expires_at = $2 WHERE key_hash = $3")
-            .bind(now)
-            .bind(idle_expires_at)
-            .bind(key_hash)
-            .execute(&self.pool)
-            .await
-            .context("touch session")?;
-        Ok(())
+    pub async fn touch(
+        &self,
+        key_hash: &str,
+        now: i64,
+        idle_expires_at: i64,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        match &self.sessions {
+            Sessions::Sql => self.sql.touch(key_hash, now, idle_expires_at).await,
+            Sessions::Redis(r) => r.touch(key_hash, now, idle_expires_at, expires_at).await,
+        }
     }
 
-    /// Replaces the tokens if the row still has `expected_version`; false when another
+    /// Replaces the tokens if the session still has `expected_version`; false when another
     /// request (or replica) updated them first.
     pub async fn update_tokens(
         &self,
@@ -150,67 +200,70 @@ impl SessionStore {
         email: Option<&str>,
     ) -> anyhow::Result<bool> {
         let sealed = self.seal(key_hash, tokens)?;
-        let done = sqlx::query(
-            "UPDATE sessions SET tokens = $1, token_expires_at = $2, version = version + 1,
-                    name = COALESCE($3, name), email = COALESCE($4, email)
-             WHERE key_hash = $5 AND version = $6",
-        )
-        .bind(sealed)
-        .bind(tokens.expires_at)
-        .bind(name)
-        .bind(email)
-        .bind(key_hash)
-        .bind(expected_version)
-        .execute(&self.pool)
-        .await
-        .context("update session tokens")?;
-        Ok(done.rows_affected() == 1)
+        match &self.sessions {
+            Sessions::Sql => {
+                self.sql
+                    .update_tokens(
+                        key_hash,
+                        expected_version,
+                        &sealed,
+                        tokens.expires_at,
+                        name,
+                        email,
+                    )
+                    .await
+            }
+            Sessions::Redis(r) => {
+                r.update_tokens(
+                    key_hash,
+                    expected_version,
+                    &sealed,
+                    tokens.expires_at,
+                    name,
+                    email,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Takes the session's refresh lease for `secs` seconds; false while another holds it.
+    pub async fn take_refresh_lease(&self, key_hash: &str, now: i64, secs: i64) -> anyhow::Result<bool> {
+        match &self.sessions {
+            Sessions::Sql => self.sql.take_refresh_lease(key_hash, now, now + secs).await,
+            Sessions::Redis(r) => r.take_refresh_lease(key_hash, now + secs).await,
+        }
+    }
+
+    /// Releases the refresh lease early.
+    pub async fn release_refresh_lease(&self, key_hash: &str) -> anyhow::Result<()> {
+        match &self.sessions {
+            Sessions::Sql => self.sql.release_refresh_lease(key_hash).await,
+            Sessions::Redis(r) => r.release_refresh_lease(key_hash).await,
+        }
     }
 
     /// Deletes one session by its cookie key hash.
     pub async fn delete(&self, key_hash: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE key_hash = $1")
-            .bind(key_hash)
-            .execute(&self.pool)
-            .await
-            .context("delete session")?;
-        Ok(())
+        match &self.sessions {
+            Sessions::Sql => self.sql.delete(key_hash).await,
+            Sessions::Redis(r) => r.delete(key_hash).await,
+        }
     }
 
-    /// Marks a login `state` as redeemed; false if it already was (a replay).
-    pub async fn consume_state(&self, state_hash: &str, expires_at: i64, now: i64) -> anyhow::Result<bool> {
-        sqlx::query("DELETE FROM consumed_states WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .context("prune consumed states")?;
-        let done = sqlx::query(
-            "INSERT INTO consumed_states (state_hash, expires_at) VALUES ($1, $2)
-             ON CONFLICT (state_hash) DO NOTHING",
-        )
-        .bind(state_hash)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await
-        .context("consume state")?;
-        Ok(done.rows_affected() == 1)
+    /// Marks a one-time value (login state, logout-token jti) as used; false on a replay.
+    pub async fn consume_state(&self, hash: &str, expires_at: i64, now: i64) -> anyhow::Result<bool> {
+        self.sql.consume_once(hash, expires_at, now).await
     }
 
     /// Appends to the audit log; failures are logged, never fatal to the request.
     pub async fn audit(&self, e: AuditEvent<'_>) {
-        let res = sqlx::query(
-            "INSERT INTO audit_log (at, event, sub, session_id, ip, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(super::now())
-        .bind(e.event)
-        .bind(e.sub)
-        .bind(e.session_id)
-        .bind(e.ip)
-        .bind(e.detail)
-        .execute(&self.pool)
-        .await;
-        if let Err(err) = res {
-            tracing::error!(error = %err, event = e.event, "cannot write audit log");
+        if let Err(err) = self
+            .sql
+            .audit(super::now(), e.event, e.sub, e.session_id, e.ip, e.detail)
+            .await
+        {
+            tracing::error!(error = %format!("{err:#}"), event = e.event, "cannot write audit log");
         }
     }
 
@@ -219,23 +272,6 @@ impl SessionStore {
         &self,
         limit: i64,
     ) -> anyhow::Result<Vec<(String, Option<String>, Option<String>)>> {
-        let rows = sqlx::query("SELECT event, sub, session_id FROM audit_log ORDER BY id DESC LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .context("read audit log")?;
-        rows.into_iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
-    }
-
-    fn seal(&self, key_hash: &str, tokens: &Tokens) -> anyhow::Result<Vec<u8>> {
-        let plain = serde_json::to_vec(tokens).context("serialize tokens")?;
-        Ok(self.keys.seal(&plain, key_hash.as_bytes()))
-    }
-
-    fn open(&self, key_hash: &str, sealed: &[u8]) -> Option<Tokens> {
-        let plain = self.keys.open(sealed, key_hash.as_bytes())?;
-        serde_json::from_slice(&plain).ok()
+        self.sql.recent_audit(limit).await
     }
 }

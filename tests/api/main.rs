@@ -3,4 +3,5 @@ mod helpers;
 mod login;
 mod pages;
 mod proxy;
+mod replicas;
 mod upstream;
