@@ -160,6 +160,18 @@ impl Application {
                         crate::error::PageError::BadRequest(format!("Malformed query string: {msg}")).into()
                     }
                 }))
+                .app_data(web::FormConfig::default().error_handler(|e, req| {
+                    let msg = e.to_string();
+                    if req.path().starts_with("/api/") {
+                        actix_web::error::InternalError::from_response(
+                            e,
+                            json_error(actix_web::http::StatusCode::BAD_REQUEST, "bad_form", &msg),
+                        )
+                        .into()
+                    } else {
+                        crate::error::PageError::BadRequest(format!("Malformed form: {msg}")).into()
+                    }
+                }))
                 .configure(health::configure)
                 .service(
                     web::scope("/api")

@@ -1,5 +1,6 @@
 //! OpenID Connect relying party: provider, login, callback, logout, refresh, session extractor, CSRF.
 
+pub mod backchannel;
 pub mod csrf;
 pub mod extractor;
 pub mod provider;
@@ -17,6 +18,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/login", web::get().to(routes::login))
             .route("/callback", web::get().to(routes::callback))
             .route("/logout", web::post().to(routes::logout))
-            .route("/me", web::get().to(routes::me)),
+            .route("/me", web::get().to(routes::me))
+            .route(
+                "/backchannel-logout",
+                web::post().to(backchannel::backchannel_logout),
+            ),
     );
 }

@@ -264,14 +264,15 @@ impl Provider {
         }
     }
 
-    /// Validates an id_token: signature by JWKS (refetched once, rate-limited, for an
-    /// unknown kid), algorithm allow-list, iss, aud/azp, exp/iat and, when given, nonce.
-    pub async fn validate_id_token(
+    /// Checks a JWT from the provider: algorithm allow-list, key from the JWKS (refetched
+    /// once, rate-limited, for an unknown kid), signature, `iss`, `aud`, `exp` when present,
+    /// and the `required` claims. Returns the header and the claims.
+    pub async fn verify_jwt<T: serde::de::DeserializeOwned>(
         &self,
         client: &awc::Client,
         token: &str,
-        nonce: Option<&str>,
-    ) -> Result<IdClaims, TokenError> {
+        required: &[&str],
+    ) -> Result<(jsonwebtoken::Header, T), TokenError> {
         let md = self.metadata(client).await.map_err(TokenError::Keys)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| TokenError::Invalid(format!("malformed header ({e})")))?;
@@ -316,13 +317,24 @@ impl Provider {
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[&md.issuer]);
         v.set_audience(&[&self.settings.client_id]);
-        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.set_required_spec_claims(required);
         v.leeway = self.leeway.as_secs();
-        let data = jsonwebtoken::decode::<IdClaims>(token, &key, &v)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        let claims = data.claims;
-        let now = crate::session::now();
-        if claims.iat > now + self.leeway.as_secs() as i64 {
+        let data =
+            jsonwebtoken::decode::<T>(token, &key, &v).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        Ok((header, data.claims))
+    }
+
+    /// Validates an id_token: [`Provider::verify_jwt`], then `iat`, `azp` and, when given, `nonce`.
+    pub async fn validate_id_token(
+        &self,
+        client: &awc::Client,
+        token: &str,
+        nonce: Option<&str>,
+    ) -> Result<IdClaims, TokenError> {
+        let (_, claims): (_, IdClaims) = self
+            .verify_jwt(client, token, &["exp", "iss", "aud", "sub"])
+            .await?;
+        if claims.iat > crate::session::now() + self.leeway.as_secs() as i64 {
             return Err(TokenError::Invalid("issued in the future".into()));
         }
         let several = matches!(&claims.aud, Audience::Many(a) if a.len() > 1);
@@ -339,6 +351,11 @@ impl Provider {
             }
         }
         Ok(claims)
+    }
+
+    /// The leeway applied to `iat`/`exp`.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.

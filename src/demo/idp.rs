@@ -424,9 +424,54 @@ async fn revoke(req: HttpRequest, idp: web::Data<DemoIdp>, f: web::Form<TokenFor
 #[derive(Deserialize)]
 struct EndSession {
     post_logout_redirect_uri: Option<String>,
+    id_token_hint: Option<String>,
+}
+
+/// Tells the relying party, server to server, that this provider session ended.
+async fn send_backchannel_logout(idp: &DemoIdp, id_token: &str) {
+    #[derive(Deserialize)]
+    struct Hint {
+        sub: String,
+        sid: Option<String>,
+    }
+    // The hint may be expired: only its signature matters here.
+    let Ok(header) = jsonwebtoken::decode_header(id_token) else {
+        return;
+    };
+    let hint = {
+        let inner = idp.lock();
+        let Some(key) = inner.keys.iter().find(|k| Some(&k.kid) == header.kid.as_ref()) else {
+            return;
+        };
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.validate_exp = false;
+        v.set_audience(&[&idp.client_id]);
+        v.set_issuer(&[&idp.issuer]);
+        jsonwebtoken::decode::<Hint>(id_token, &key.decoding, &v)
+            .ok()
+            .map(|d| d.claims)
+    };
+    let Some(hint) = hint else { return };
+    let Ok(token) = idp.logout_token(Some(&hint.sub), hint.sid.as_deref()) else {
+        return;
+    };
+    let res = awc::Client::default()
+        .post(idp.backchannel_logout_uri())
+        .send_form(&[("logout_token", token)])
+        .await;
+    match res {
+        Ok(r) => tracing::info!(
+            status = r.status().as_u16(),
+            "demo provider sent a back-channel logout"
+        ),
+        Err(e) => tracing::warn!(error = %e, "demo provider could not deliver a back-channel logout"),
+    }
 }
 
 async fn end_session(idp: web::Data<DemoIdp>, q: web::Query<EndSession>) -> HttpResponse {
+    if let Some(hint) = &q.id_token_hint {
+        send_backchannel_logout(&idp, hint).await;
+    }
     match q.post_logout_redirect_uri.as_deref() {
         Some(u) if u == idp.post_logout_redirect_uri => HttpResponse::Found()
             .insert_header((header::LOCATION, u))

@@ -49,8 +49,14 @@ impl SigningKey {
 
     /// Signs `claims` with RS256 under `kid` (normally this key's own id).
     pub fn sign<T: Serialize>(&self, claims: &T, kid: &str) -> anyhow::Result<String> {
+        self.sign_typed(claims, kid, "JWT")
+    }
+
+    /// Signs with an explicit `typ` header (`logout+jwt` for logout tokens).
+    pub fn sign_typed<T: Serialize>(&self, claims: &T, kid: &str, typ: &str) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(kid.to_owned());
+        header.typ = Some(typ.to_owned());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
     }
 }

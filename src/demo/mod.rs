@@ -75,6 +75,7 @@ pub struct DemoIdp {
     client_secret: SecretString,
     redirect_uri: String,
     post_logout_redirect_uri: String,
+    backchannel_logout_uri: String,
     token_ttl: Duration,
     inner: Mutex<Inner>,
 }
@@ -92,6 +93,7 @@ impl DemoIdp {
             client_secret,
             redirect_uri: format!("{origin}/api/auth/callback"),
             post_logout_redirect_uri: format!("{origin}/"),
+            backchannel_logout_uri: format!("{origin}/api/auth/backchannel-logout"),
             token_ttl,
             inner: Mutex::new(inner),
         })
@@ -99,6 +101,39 @@ impl DemoIdp {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Signs arbitrary claims with the current key and the given `typ` (tests use it to
+    /// forge logout tokens the relying party must refuse).
+    pub fn sign_jwt(&self, claims: &serde_json::Value, typ: &str) -> anyhow::Result<String> {
+        let inner = self.lock();
+        let key = inner
+            .keys
+            .last()
+            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        key.sign_typed(claims, &key.kid, typ)
+    }
+
+    /// A valid logout token for `sub` and/or `sid`.
+    pub fn logout_token(&self, sub: Option<&str>, sid: Option<&str>) -> anyhow::Result<String> {
+        let now = crate::session::now();
+        let mut claims = serde_json::json!({
+            "iss": self.issuer, "aud": self.client_id, "iat": now, "exp": now + 120,
+            "jti": crate::session::crypto::random_token(),
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        if let Some(s) = sub {
+            claims["sub"] = s.into();
+        }
+        if let Some(s) = sid {
+            claims["sid"] = s.into();
+        }
+        self.sign_jwt(&claims, "logout+jwt")
+    }
+
+    /// Where the relying party receives back-channel logouts.
+    pub fn backchannel_logout_uri(&self) -> &str {
+        &self.backchannel_logout_uri
     }
 
     /// The demo client's secret, so that another replica can use this provider.

@@ -1,3 +1,4 @@
+mod backchannel;
 mod callback_rejections;
 mod helpers;
 mod login;

@@ -1,0 +1,147 @@
+//! OIDC Back-Channel Logout 1.0: the provider tells us a user or one of their provider
+//! sessions logged out; we end the matching sessions (the store is shared, so on every
+//! replica at once).
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::provider::TokenError;
+use crate::{
+    error::json_error,
+    session::{crypto::sha256_hex, now, store::AuditEvent},
+    state::AppState,
+};
+
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// The form the provider posts.
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    logout_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LogoutClaims {
+    sub: Option<String>,
+    sid: Option<String>,
+    iat: Option<i64>,
+    jti: Option<String>,
+    nonce: Option<serde_json::Value>,
+    events: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn bad(msg: &str) -> HttpResponse {
+    tracing::warn!(reason = msg, "back-channel logout refused");
+    json_error(actix_web::http::StatusCode::BAD_REQUEST, "invalid_request", msg)
+}
+
+/// `POST /api/auth/backchannel-logout`.
+pub async fn backchannel_logout(
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    form: web::Form<LogoutForm>,
+) -> HttpResponse {
+    let Some(token) = form.logout_token.as_deref() else {
+        return bad("logout_token is missing");
+    };
+    let verified = state
+        .provider
+        .verify_jwt::<LogoutClaims>(&client, token, &["iss", "aud", "iat"])
+        .await;
+    let (header, claims) = match verified {
+        Ok(v) => v,
+        Err(TokenError::Keys(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "back-channel logout: provider keys unavailable");
+            return json_error(
+                actix_web::http::StatusCode::BAD_GATEWAY,
+                "idp_unavailable",
+                "cannot fetch the provider's keys",
+            );
+        }
+        Err(TokenError::Invalid(why)) => return bad(&why),
+    };
+    // Explicit typing keeps an id_token from being replayed as a logout token.
+    if let Some(typ) = header.typ.as_deref() {
+        if !typ.eq_ignore_ascii_case("logout+jwt") && !typ.eq_ignore_ascii_case("JWT") {
+            return bad("typ must be logout+jwt");
+        }
+    }
+    if !claims
+        .events
+        .as_ref()
+        .is_some_and(|e| e.get(EVENT).is_some_and(|v| v.is_object()))
+    {
+        return bad("the back-channel logout event is missing");
+    }
+    if claims.nonce.is_some() {
+        return bad("a logout token carries no nonce");
+    }
+    let leeway = state.provider.leeway().as_secs() as i64;
+    let now = now();
+    if claims.iat.is_some_and(|iat| iat > now + leeway) {
+        return bad("issued in the future");
+    }
+    if claims.sid.is_none() && claims.sub.is_none() {
+        return bad("sid or sub is required");
+    }
+    let Some(jti) = claims.jti.as_deref() else {
+        return bad("jti is required");
+    };
+    let once = sha256_hex(&format!("logout-jti:{}:{jti}", state.provider.issuer()));
+    match state.store.consume_state(&once, now + 3600, now).await {
+        Ok(true) => {}
+        Ok(false) => return bad("this logout token was already used"),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "back-channel logout: store unavailable");
+            return json_error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "session_store_unavailable",
+                "try again",
+            );
+        }
+    }
+    let found = match (&claims.sid, &claims.sub) {
+        (Some(sid), sub) => state.store.by_sid(sid).await.map(|v| {
+            v.into_iter()
+                .filter(|(_, r)| sub.as_ref().is_none_or(|s| *s == r.sub))
+                .collect::<Vec<_>>()
+        }),
+        (None, Some(sub)) => state.store.by_sub(sub).await,
+        (None, None) => Ok(Vec::new()),
+    };
+    let sessions = match found {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "back-channel logout: store unavailable");
+            return json_error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "session_store_unavailable",
+                "try again",
+            );
+        }
+    };
+    for (key_hash, record) in &sessions {
+        if let Err(e) = state.store.delete(key_hash).await {
+            tracing::error!(error = %format!("{e:#}"), "back-channel logout: cannot delete a session");
+            return json_error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "session_store_unavailable",
+                "try again",
+            );
+        }
+        state
+            .store
+            .audit(AuditEvent {
+                event: "backchannel_logout",
+                sub: Some(&record.sub),
+                session_id: Some(&record.id),
+                ip: None,
+                detail: None,
+            })
+            .await;
+    }
+    tracing::info!(ended = sessions.len(), "back-channel logout");
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .finish()
+}
