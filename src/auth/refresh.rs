@@ -74,6 +74,13 @@ pub async fn fresh_tokens(
     if !leased {
         return wait_for_other_refresh(state, key_hash, &current).await;
     }
+    // Another replica may have refreshed and released the lease since we read the session:
+    // read again under the lease, so a rotated refresh token is never used twice.
+    let latest = reload(state, key_hash).await?;
+    if latest.version != current.version || latest.tokens.expires_at > now() + skew {
+        let _ = state.store.release_refresh_lease(key_hash).await;
+        return Ok(latest.tokens);
+    }
     let result = state.provider.refresh(client, &refresh_token).await;
     if result.is_err() {
         let _ = state.store.release_refresh_lease(key_hash).await;

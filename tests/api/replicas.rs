@@ -72,6 +72,10 @@ async fn concurrent_refresh_on_two_replicas_refreshes_once(store: &[(&str, &str)
     );
     assert_eq!(a.get("/api/auth/me").await.status, 200);
     assert_eq!(b.get("/api/auth/me").await.status, 200);
+    // The refresh-token family is intact: the next refresh works too.
+    a.expire_token().await;
+    assert_eq!(b.post_api("/api/chatkit", LIST).await.status, 200);
+    assert_eq!(a.demo().refresh_count(), before + 2);
 }
 
 fn shared_sqlite() -> (String, std::path::PathBuf) {
