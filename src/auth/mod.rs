@@ -7,6 +7,7 @@ pub mod provider;
 pub mod refresh;
 pub mod return_to;
 pub mod routes;
+pub mod sessions;
 pub mod transaction;
 
 use actix_web::web;
@@ -19,6 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/callback", web::get().to(routes::callback))
             .route("/logout", web::post().to(routes::logout))
             .route("/me", web::get().to(routes::me))
+            .route("/sessions", web::get().to(sessions::list))
+            .route("/sessions/{id}", web::delete().to(sessions::end))
             .route(
                 "/backchannel-logout",
                 web::post().to(backchannel::backchannel_logout),

@@ -26,5 +26,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(pages::landing))
         .route("/dashboard", web::get().to(pages::dashboard))
         .route("/chat", web::get().to(pages::chat))
+        .route("/sessions", web::get().to(pages::sessions))
         .service(assets::service());
 }

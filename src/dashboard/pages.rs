@@ -29,6 +29,14 @@ struct Chat<'a> {
     script_url: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "sessions.html")]
+struct Sessions<'a> {
+    demo: bool,
+    name: &'a str,
+    sessions: Vec<crate::auth::sessions::SessionView>,
+}
+
 /// Renders a template as an uncacheable HTML page.
 pub fn render(t: &impl Template) -> Result<HttpResponse, PageError> {
     let body = t.render().map_err(|e| PageError::Unexpected(e.into()))?;
@@ -93,5 +101,28 @@ pub async fn chat(
         name: r.name.as_deref().or(r.email.as_deref()).unwrap_or(&r.sub),
         domain_key: &state.settings.chatkit_domain_key,
         script_url: &state.settings.chatkit_script_url,
+    })
+}
+
+/// `GET /sessions`: the user's active sessions, each with an End button.
+pub async fn sessions(
+    req: HttpRequest,
+    session: MaybeSession,
+    state: actix_web::web::Data<crate::state::AppState>,
+) -> Result<HttpResponse, PageError> {
+    let Some(s) = session.0 else {
+        return Ok(to_login(&req));
+    };
+    let list = crate::auth::sessions::list_for(&state, &s)
+        .await
+        .map_err(|e| match e {
+            crate::error::ApiError::StoreUnavailable(e) => PageError::StoreUnavailable(e),
+            other => PageError::Unexpected(other.into()),
+        })?;
+    let r = &s.record;
+    render(&Sessions {
+        demo: super::demo_banner(),
+        name: r.name.as_deref().or(r.email.as_deref()).unwrap_or(&r.sub),
+        sessions: list,
     })
 }

@@ -22,3 +22,18 @@ document.addEventListener("click", async (event) => {
     window.location.assign("/");
   }
 });
+
+// Unix timestamps rendered by the server, shown in the reader's local time.
+document.querySelectorAll("time[data-unix]").forEach((t) => {
+  t.textContent = new Date(Number(t.dataset.unix) * 1000).toLocaleString();
+});
+
+// The sessions page: end one session.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-end-session]");
+  if (!button) return;
+  button.disabled = true;
+  const res = await window.bffFetch("/api/auth/sessions/" + encodeURIComponent(button.dataset.endSession), { method: "DELETE" });
+  if (res.status === 204) window.location.reload();
+  else button.disabled = false;
+});

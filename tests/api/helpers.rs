@@ -98,6 +98,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         origin,
         state,
         client: awc::Client::builder()
+            .add_default_header(("User-Agent", "Mozilla/5.0 (taskflow tests)"))
             .disable_redirects()
             .timeout(std::time::Duration::from_secs(30))
             .finish(),

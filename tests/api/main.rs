@@ -5,4 +5,5 @@ mod login;
 mod pages;
 mod proxy;
 mod replicas;
+mod sessions;
 mod upstream;

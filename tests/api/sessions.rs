@@ -1,0 +1,95 @@
+//! The sessions page and API: users see and end their own sessions, nobody else's.
+
+use crate::helpers::{spawn_app, TestApp};
+
+async fn sign_in(app: &TestApp, user: usize) -> String {
+    app.jar.borrow_mut().clear();
+    app.login_as(user, "/dashboard").await;
+    app.session_cookie().expect("cookie")
+}
+
+fn use_cookie(app: &TestApp, cookie: &str) {
+    app.jar.borrow_mut().clear();
+    app.jar
+        .borrow_mut()
+        .insert(app.session_cookie_name(), cookie.to_owned());
+}
+
+async fn delete(app: &TestApp, id: &str, csrf: bool) -> u16 {
+    let mut req = app
+        .client
+        .delete(format!("{}/api/auth/sessions/{id}", app.origin))
+        .insert_header(("Origin", app.origin.as_str()));
+    if csrf {
+        req = req.insert_header(("X-CSRF", "1"));
+    }
+    app.send(req, None).await.status
+}
+
+#[actix_web::test]
+async fn users_list_and_end_their_own_sessions_only() {
+    let app = spawn_app().await;
+    let laptop = sign_in(&app, 0).await;
+    let phone = sign_in(&app, 0).await;
+    let bob = sign_in(&app, 1).await;
+
+    use_cookie(&app, &phone);
+    let list = app.get("/api/auth/sessions").await.json();
+    let sessions = list["sessions"].as_array().expect("list").clone();
+    assert_eq!(sessions.len(), 2, "{list}");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    assert!(sessions
+        .iter()
+        .all(|s| s["user_agent"].is_string() && s["ip"] == "127.0.0.1"));
+    assert!(!list.to_string().contains("eyJ"), "no tokens in the list");
+    let laptop_id = sessions.iter().find(|s| s["current"] == false).expect("other")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // Bob sees only his own session and cannot end Alice's.
+    use_cookie(&app, &bob);
+    let bobs = app.get("/api/auth/sessions").await.json();
+    assert_eq!(bobs["sessions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(delete(&app, &laptop_id, true).await, 404);
+    use_cookie(&app, &laptop);
+    assert_eq!(
+        app.get("/api/auth/me").await.status,
+        200,
+        "still alive after Bob's attempt"
+    );
+
+    // Without the anti-forgery header: refused.
+    use_cookie(&app, &phone);
+    assert_eq!(delete(&app, &laptop_id, false).await, 403);
+    // Alice ends her laptop's session from her phone.
+    assert_eq!(delete(&app, &laptop_id, true).await, 204);
+    assert_eq!(
+        app.get("/api/auth/sessions").await.json()["sessions"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    use_cookie(&app, &laptop);
+    assert_eq!(app.get("/api/auth/me").await.status, 401);
+    let audit = app.state.store.recent_audit(1).await.expect("audit");
+    assert_eq!(audit[0].0, "revoke");
+}
+
+#[actix_web::test]
+async fn sessions_page_shows_this_device() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.get("/sessions").await.location(),
+        "/api/auth/login?returnTo=%2Fsessions"
+    );
+    sign_in(&app, 0).await;
+    let page = app.get("/sessions").await;
+    assert_eq!(page.status, 200);
+    let body = page.text();
+    assert!(body.contains("(this device)"), "{body}");
+    assert!(body.contains("data-end-session="));
+    assert!(app.get("/api/auth/sessions").await.status == 200);
+    app.jar.borrow_mut().clear();
+    assert_eq!(app.get("/api/auth/sessions").await.status, 401);
+}
