@@ -61,6 +61,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if matches!(self, Self::StoreUnavailable(_)) {
+            crate::metrics::METRICS
+                .store_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         log_once(self.status_code(), self.code(), self);
         json_error(self.status_code(), self.code(), &self.to_string())
     }
@@ -120,6 +125,11 @@ impl ResponseError for PageError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        if matches!(self, Self::StoreUnavailable(_)) {
+            crate::metrics::METRICS
+                .store_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         log_once(status, "page_error", self);
         let title = match self {
             Self::BadRequest(_) => "Something is wrong with this request",

@@ -1,4 +1,4 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, and the metrics endpoint.
 
 use actix_web::{web, HttpResponse};
 
@@ -7,7 +7,8 @@ use crate::state::AppState;
 /// Mounts `/healthz` and `/readyz`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(crate::metrics::metrics));
 }
 
 async fn healthz() -> HttpResponse {

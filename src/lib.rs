@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod proxy;
 pub mod session;
 pub mod startup;

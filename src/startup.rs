@@ -144,6 +144,7 @@ impl Application {
                 .wrap(from_fn(move |req, next| {
                     response_headers(req, next, secure_cookies, csp.clone())
                 }))
+                .wrap(from_fn(crate::metrics::count_requests))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(app_state.clone())
                 .app_data(web::Data::new(client))

@@ -141,6 +141,9 @@ pub async fn backchannel_logout(
             .await;
     }
     tracing::info!(ended = sessions.len(), "back-channel logout");
+    crate::metrics::METRICS
+        .backchannel_logouts
+        .fetch_add(sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .finish()

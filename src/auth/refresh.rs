@@ -200,6 +200,9 @@ async fn apply(
         return Ok(reload(state, key_hash).await?.tokens);
     }
     tracing::info!(session = %current.id, "tokens refreshed");
+    crate::metrics::METRICS
+        .refreshes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state
         .store
         .audit(AuditEvent {

@@ -95,6 +95,23 @@ pub async fn callback(
     query: web::Query<CallbackQuery>,
     previous: MaybeSession,
 ) -> Result<HttpResponse, PageError> {
+    let res = finish_sign_in(req, state, client, query, previous).await;
+    let failed = res.as_ref().map_or(true, |r| !r.status().is_redirection());
+    if failed {
+        crate::metrics::METRICS
+            .login_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    res
+}
+
+async fn finish_sign_in(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    query: web::Query<CallbackQuery>,
+    previous: MaybeSession,
+) -> Result<HttpResponse, PageError> {
     let q = query.into_inner();
     let clear_login = removal_cookie(&state.login_cookie, state.secure_cookies);
     let refuse = PageError::BadRequest;
@@ -234,6 +251,9 @@ pub async fn callback(
         })
         .await;
     tracing::info!(session = %record.id, "signed in");
+    crate::metrics::METRICS
+        .logins
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, tx.return_to.as_str()))
         .insert_header((header::CACHE_CONTROL, "no-store"))

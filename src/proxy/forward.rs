@@ -185,6 +185,7 @@ pub async fn forward(
     }
     let overflowed = Rc::new(Cell::new(false));
     let body = LimitedBody::new(payload, limit, overflowed.clone());
+    let asked = std::time::Instant::now();
     let sent = match declared {
         Some(0) => up.send().await,
         Some(n) => up.send_body(SizedStream::new(n, body)).await,
@@ -220,6 +221,7 @@ pub async fn forward(
         }
     };
 
+    crate::metrics::METRICS.observe_upstream(asked.elapsed());
     let status = res.status();
     let mut out = HttpResponse::build(status);
     let resp_headers = downstream_response_headers(res.headers());
@@ -250,7 +252,15 @@ pub async fn forward(
             .get(header::TRANSFER_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let body = UpstreamBody::new(res, settings.upstream_idle_timeout, heartbeat).eof_is_truncation(framed);
+    let mut body =
+        UpstreamBody::new(res, settings.upstream_idle_timeout, heartbeat).eof_is_truncation(framed);
+    if sse {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::metrics::METRICS.open_streams.fetch_add(1, Relaxed);
+        body = body.on_close(|_, _| {
+            crate::metrics::METRICS.open_streams.fetch_sub(1, Relaxed);
+        });
+    }
     Ok(match length {
         Some(n) if !sse => out.body(SizedStream::new(n, body)),
         _ => out.streaming(body),

@@ -524,3 +524,35 @@ async fn a_50_mib_upload_streams_through_both_chatkit_upload_flows() {
     let j: serde_json::Value = res.json().await.expect("json");
     assert_eq!(j["id"], created["id"]);
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+}
+
+#[actix_web::test]
+async fn metrics_count_requests_streams_and_sign_ins() {
+    let (app, up) = app_with_upstream(&[]).await;
+    let mut res = app.open_api("/api/chatkit/two-events", "{}").await;
+    assert!(res.next_chunk(10).await.expect("event 1").is_ok());
+    let m = app.get("/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(m
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/plain"));
+    let text = m.text();
+    assert!(metric(&text, "taskflow_sse_streams_open") >= 1.0, "{text}");
+    assert!(metric(&text, "taskflow_logins_total") >= 1.0);
+    assert!(
+        text.contains("taskflow_http_requests_total{route=\"/api/auth/callback\",status=\"302\"}"),
+        "{text}"
+    );
+    assert!(metric(&text, "taskflow_upstream_response_seconds_count") >= 1.0);
+    up.signals.release.notify_one();
+    while res.next_chunk(10).await.is_some() {}
+    assert!(!text.contains("eyJ"), "no tokens in metrics");
+}
