@@ -138,6 +138,10 @@ pub struct Settings {
     pub chatkit_script_url: String,
     /// The remote-API route table (`REMOTE_ROUTES`, JSON).
     pub remote_routes: Vec<RemoteRoute>,
+    /// Name of the Next.js route's id_token cookie to accept during a migration (`LEGACY_COOKIE`).
+    pub legacy_cookie: Option<String>,
+    /// How long a stopping server lets open requests and streams finish.
+    pub shutdown_grace: Duration,
     /// HTTP worker threads; `None` uses one per core.
     pub workers: Option<usize>,
 }
@@ -339,6 +343,8 @@ impl Settings {
                     routes
                 }
             },
+            legacy_cookie: get("LEGACY_COOKIE").map(str::to_owned),
+            shutdown_grace: secs(&get, "SHUTDOWN_GRACE_SECS", 30)?,
             workers: match get("WORKERS") {
                 None => None,
                 Some(v) => Some(

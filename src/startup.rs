@@ -205,6 +205,8 @@ impl Application {
                 }))
         })
         .workers(workers)
+        // On SIGTERM/SIGINT: stop accepting, let requests and streams finish for the grace period.
+        .shutdown_timeout(settings.shutdown_grace.as_secs())
         .listen(listener)?
         .run();
 

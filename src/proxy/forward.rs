@@ -111,6 +111,28 @@ fn is_upload(req: &HttpRequest) -> bool {
         .is_some_and(|ct| ct.starts_with("multipart/") || ct.starts_with("application/octet-stream"))
 }
 
+/// During a migration from the Next.js route: its id_token cookie, accepted only after
+/// full validation (signature, iss, aud, exp). It cannot be refreshed; when it expires the
+/// user signs in again and gets a real session.
+async fn legacy_identity(
+    req: &HttpRequest,
+    state: &AppState,
+    client: &ProxyClient,
+) -> Option<(String, String)> {
+    let name = state.settings.legacy_cookie.as_deref()?;
+    let token = req.cookie(name)?.value().to_owned();
+    match state.provider.validate_id_token(&client.0, &token, None).await {
+        Ok(claims) => {
+            tracing::info!("request accepted on the legacy id_token cookie");
+            Some((token, claims.sub))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "legacy cookie refused");
+            None
+        }
+    }
+}
+
 /// Forwards `req` to `upstream`, appending `tail` (the part of the path after the prefix).
 pub async fn forward(
     req: HttpRequest,
@@ -132,14 +154,21 @@ pub async fn forward(
 
     let (bearer, user_id) = match upstream.auth {
         RouteAuth::Anonymous => (None, None),
-        RouteAuth::Required => {
-            let s = session.ok_or(ApiError::NotAuthenticated)?;
-            let tokens = fresh_tokens(state, &client.0, &s.key_hash, &s.record).await?;
-            let token = forwarded(&tokens, settings.forward_token)
-                .ok_or(ApiError::SessionExpired)?
-                .to_owned();
-            (Some(token), Some(s.record.sub))
-        }
+        RouteAuth::Required => match session {
+            Some(s) => {
+                let tokens = fresh_tokens(state, &client.0, &s.key_hash, &s.record).await?;
+                let token = forwarded(&tokens, settings.forward_token)
+                    .ok_or(ApiError::SessionExpired)?
+                    .to_owned();
+                (Some(token), Some(s.record.sub))
+            }
+            None => {
+                let (token, sub) = legacy_identity(&req, state, client)
+                    .await
+                    .ok_or(ApiError::NotAuthenticated)?;
+                (Some(token), Some(sub))
+            }
+        },
     };
 
     let limit = if is_upload(&req) {

@@ -556,3 +556,48 @@ async fn metrics_count_requests_streams_and_sign_ins() {
     while res.next_chunk(10).await.is_some() {}
     assert!(!text.contains("eyJ"), "no tokens in metrics");
 }
+
+#[actix_web::test]
+async fn legacy_id_token_cookie_is_accepted_after_full_validation_when_enabled() {
+    let app = spawn_app_with(&[("LEGACY_COOKIE", "taskflow_id_token")]).await;
+    app.login_as(0, "/dashboard").await;
+    let key = app.session_cookie().expect("cookie");
+    let rec = app
+        .state
+        .store
+        .load(&taskflow_bff::session::crypto::sha256_hex(&key))
+        .await
+        .expect("store")
+        .expect("session");
+    let id_token = rec.tokens.id_token.clone();
+    // A browser that only has the old Next.js cookie.
+    app.jar.borrow_mut().clear();
+    app.jar
+        .borrow_mut()
+        .insert("taskflow_id_token".into(), id_token.clone());
+    let r = app
+        .post_api("/api/chatkit", r#"{"type":"threads.list","params":{}}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Tampered: refused.
+    let (head, _) = id_token.rsplit_once('.').expect("jwt");
+    app.jar
+        .borrow_mut()
+        .insert("taskflow_id_token".into(), format!("{head}.AAAA"));
+    assert_eq!(
+        app.post_api("/api/chatkit", r#"{"type":"threads.list"}"#)
+            .await
+            .status,
+        401
+    );
+
+    // Off by default.
+    let off = spawn_app().await;
+    off.jar.borrow_mut().insert("taskflow_id_token".into(), id_token);
+    assert_eq!(
+        off.post_api("/api/chatkit", r#"{"type":"threads.list"}"#)
+            .await
+            .status,
+        401
+    );
+}
