@@ -232,6 +232,11 @@ impl Application {
         self.port
     }
 
+    /// A handle to stop the server (gracefully or not).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Shared state (tests reach the store and the demo provider through it).
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()

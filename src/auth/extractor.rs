@@ -89,12 +89,24 @@ impl FromRequest for CurrentSession {
     }
 }
 
+/// Routes that answer with HTML pages even though they live under /api.
+const PAGE_ROUTES: &[&str] = &["/api/auth/login", "/api/auth/callback"];
+
 impl FromRequest for MaybeSession {
-    type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let fut = extract(req);
-        Box::pin(async move { fut.await.map(MaybeSession) })
+        let page = !req.path().starts_with("/api/") || PAGE_ROUTES.contains(&req.path());
+        Box::pin(async move {
+            match fut.await {
+                Ok(s) => Ok(MaybeSession(s)),
+                Err(ApiError::StoreUnavailable(e)) if page => {
+                    Err(crate::error::PageError::StoreUnavailable(e).into())
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 }

@@ -10,6 +10,7 @@ use taskflow_bff::{config::Settings, demo::DemoIdp, startup::Application, state:
 /// A running app on a random port with its own SQLite file.
 pub struct TestApp {
     pub origin: String,
+    pub handle: actix_web::dev::ServerHandle,
     pub state: web::Data<AppState>,
     pub client: awc::Client,
     pub jar: RefCell<BTreeMap<String, String>>,
@@ -93,9 +94,11 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let app = Application::build(settings).await.expect("app builds");
     let state = app.state();
     let origin = state.origin();
+    let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         origin,
+        handle,
         state,
         client: awc::Client::builder()
             .add_default_header(("User-Agent", "Mozilla/5.0 (taskflow tests)"))
@@ -135,7 +138,7 @@ impl TestApp {
         }
     }
 
-    fn cookie_header(&self) -> Option<String> {
+    pub fn cookie_header(&self) -> Option<String> {
         let jar = self.jar.borrow();
         (!jar.is_empty()).then(|| {
             jar.iter()
@@ -225,28 +228,7 @@ impl TestApp {
     /// status line and whether the chunked body ended with its last chunk: unlike awc,
     /// this tells a cut stream from a complete one.
     pub fn raw_post(&self, path: &str, body: &str) -> (String, String, bool) {
-        use std::io::{Read, Write};
-        let addr = self.origin.trim_start_matches("http://").to_owned();
-        let mut sock = std::net::TcpStream::connect(&addr).expect("connect");
-        sock.set_read_timeout(Some(std::time::Duration::from_secs(15)))
-            .expect("timeout");
-        let cookie = self
-            .cookie_header()
-            .map(|c| format!("Cookie: {c}\r\n"))
-            .unwrap_or_default();
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {}\r\nX-CSRF: 1\r\n{cookie}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.origin,
-            body.len()
-        );
-        sock.write_all(req.as_bytes()).expect("write");
-        let mut raw = Vec::new();
-        let _ = sock.read_to_end(&mut raw);
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.lines().next().unwrap_or("").to_owned();
-        let complete = rest.ends_with("0\r\n\r\n");
-        (status, rest.to_owned(), complete)
+        raw_post_to(&self.origin, self.cookie_header(), path, body)
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -312,4 +294,26 @@ impl TestApp {
 pub fn assert_is_redirect_to(r: &Resp, location: &str) {
     assert_eq!(r.status, 302, "body: {}", r.text());
     assert_eq!(r.location(), location);
+}
+
+/// [`TestApp::raw_post`] as a free function, for use from another thread.
+pub fn raw_post_to(origin: &str, cookies: Option<String>, path: &str, body: &str) -> (String, String, bool) {
+    use std::io::{Read, Write};
+    let addr = origin.trim_start_matches("http://").to_owned();
+    let mut sock = std::net::TcpStream::connect(&addr).expect("connect");
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .expect("timeout");
+    let cookie = cookies.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nX-CSRF: 1\r\n{cookie}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    let _ = sock.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or("").to_owned();
+    let complete = rest.ends_with("0\r\n\r\n");
+    (status, rest.to_owned(), complete)
 }

@@ -1,5 +1,6 @@
 mod backchannel;
 mod callback_rejections;
+mod drills;
 mod helpers;
 mod login;
 mod pages;

@@ -28,6 +28,7 @@ pub struct Signals {
 
 pub struct TestUpstream {
     pub url: String,
+    pub handle: actix_web::dev::ServerHandle,
     pub signals: Arc<Signals>,
 }
 
@@ -160,9 +161,11 @@ pub fn spawn_upstream() -> TestUpstream {
     .listen(listener)
     .expect("listen")
     .run();
+    let handle = server.handle();
     actix_web::rt::spawn(server);
     TestUpstream {
         url: format!("http://127.0.0.1:{port}"),
+        handle,
         signals,
     }
 }

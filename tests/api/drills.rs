@@ -1,0 +1,345 @@
+//! Fault drills: stores, upstreams and the provider going away, and the BFF restarting.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use futures_util::future::join_all;
+
+use crate::{
+    helpers::{spawn_app_with, TestApp},
+    upstream::{closed_port_url, spawn_upstream},
+};
+
+/// A Redis server of this test's own on a free port (never the machine's shared one).
+struct PrivateRedis {
+    port: u16,
+    child: Child,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { port, child }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    let url = closed_port_url();
+    url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+}
+
+#[actix_web::test]
+async fn session_store_outage_gives_503_and_service_resumes_when_it_is_back() {
+    if Command::new("redis-server").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "CI has redis-server");
+        eprintln!("skipped: no redis-server");
+        return;
+    }
+    let port = free_port();
+    let mut redis = PrivateRedis::start(port);
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let app = spawn_app_with(&[("SESSION_STORE", "redis"), ("REDIS_URL", &url)]).await;
+    app.login_as(0, "/dashboard").await;
+    assert_eq!(app.get("/api/auth/me").await.status, 200);
+
+    redis.stop();
+    let api = app.post_api("/api/chatkit", r#"{"type":"threads.list"}"#).await;
+    assert_eq!(api.status, 503, "{}", api.text());
+    assert_eq!(api.json()["error"], "session_store_unavailable");
+    let page = app.get("/dashboard").await;
+    assert_eq!(page.status, 503);
+    assert!(page
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/html"));
+    assert!(page.text().contains("temporarily unavailable"));
+    assert_eq!(app.get("/readyz").await.status, 503);
+    assert_eq!(app.get("/healthz").await.status, 200, "alive, just not ready");
+
+    // Back (empty: this Redis keeps nothing on disk), without restarting the BFF.
+    let _redis = PrivateRedis::start(port);
+    let mut ready = false;
+    for _ in 0..50 {
+        if app.get("/readyz").await.status == 200 {
+            ready = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready again");
+    assert_eq!(
+        app.get("/api/auth/me").await.status,
+        401,
+        "the session was in the lost Redis"
+    );
+    app.jar.borrow_mut().clear();
+    let r = app.login_as(0, "/dashboard").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(app.get("/api/auth/me").await.status, 200);
+}
+
+#[actix_web::test]
+async fn a_restarted_bff_keeps_users_signed_in() {
+    let dir = std::env::temp_dir().join(format!("taskflow-bff-restart-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = format!("sqlite://{}/durable.db", dir.display());
+    let secret = "restart-test-secret-0123456789abcdef0123456";
+    let first = spawn_app_with(&[("DATABASE_URL", &db), ("SESSION_SECRET", secret)]).await;
+    first.login_as(0, "/dashboard").await;
+    let cookie = first.session_cookie().expect("cookie");
+    first.handle.stop(true).await;
+    drop(first);
+
+    let second = spawn_app_with(&[("DATABASE_URL", &db), ("SESSION_SECRET", secret)]).await;
+    second
+        .jar
+        .borrow_mut()
+        .insert(second.session_cookie_name(), cookie);
+    let me = second.get("/api/auth/me").await;
+    assert_eq!(me.status, 200, "{}", me.text());
+    assert_eq!(me.json()["name"], "Alice Example");
+    assert_eq!(second.get("/dashboard").await.status, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[actix_web::test]
+async fn upstream_killed_mid_stream_aborts_the_client_and_the_bff_stays_healthy() {
+    let up = spawn_upstream();
+    let chatkit = format!("{}/chatkit", up.url);
+    let app = spawn_app_with(&[("CHATKIT_URL", &chatkit)]).await;
+    app.login_as(0, "/dashboard").await;
+    let (origin, cookies) = (app.origin.clone(), app.cookie_header());
+    let reader = actix_web::rt::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let out = crate::helpers::raw_post_to(&origin, cookies, "/api/chatkit/forever", "{}");
+        (out, started)
+    });
+    // Let the stream start, then kill the upstream (no graceful close).
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    let killed = std::time::Instant::now();
+    up.handle.stop(false).await;
+    let ((status, body, complete), _) = reader.await.expect("reader");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.contains("data: {\"n\":1}"), "{body:?}");
+    assert!(
+        !complete,
+        "the client sees a cut stream, not a clean end: {body:?}"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(1),
+        "aborted within a second: {:?}",
+        killed.elapsed()
+    );
+    let r = app.post_api("/api/chatkit", "{}").await;
+    assert_eq!(r.status, 502, "the next request gets a clear 502");
+    assert_eq!(app.get("/healthz").await.status, 200);
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The real binary, so that its file descriptors can be counted apart from the test's.
+struct BffProcess {
+    child: Child,
+    origin: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for BffProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start_binary(chatkit: &str) -> BffProcess {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("taskflow-bff-proc-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let child = Command::new(env!("CARGO_BIN_EXE_taskflow-bff"))
+        .env_clear()
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", format!("sqlite://{}/s.db", dir.display()))
+        .env("CHATKIT_URL", chatkit)
+        .env("WORKERS", "2")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start taskflow-bff");
+    let origin = format!("http://127.0.0.1:{port}");
+    let c = awc::Client::default();
+    for _ in 0..200 {
+        if c.get(format!("{origin}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    BffProcess { child, origin, dir }
+}
+
+/// Signs in as Alice through the binary's demo provider; returns the Cookie header value.
+async fn sign_in(origin: &str) -> String {
+    let c = awc::Client::builder().disable_redirects().finish();
+    let res = c
+        .get(format!("{origin}/api/auth/login?returnTo=/dashboard"))
+        .send()
+        .await
+        .expect("login");
+    let login = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("login cookie");
+    let login = login.split(';').next().unwrap_or_default().to_owned();
+    let authorize = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("location")
+        .to_owned();
+    let mut form: Vec<(String, String)> = url::Url::parse(&authorize)
+        .expect("url")
+        .query_pairs()
+        .into_owned()
+        .collect();
+    form.push(("user".into(), "0".into()));
+    let res = c
+        .post(format!("{origin}/demo/idp/authorize"))
+        .send_form(&form)
+        .await
+        .expect("authorize");
+    let callback = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("callback")
+        .to_owned();
+    let res = c
+        .get(callback)
+        .insert_header(("Cookie", login))
+        .send()
+        .await
+        .expect("callback");
+    res.headers()
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("taskflow_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn a_thousand_abandoned_streams_leave_no_file_descriptors_behind() {
+    let up = spawn_upstream();
+    let bff = start_binary(&format!("{}/chatkit", up.url)).await;
+    let pid = bff.child.id();
+    let cookie = sign_in(&bff.origin).await;
+    let client = awc::Client::default();
+    let open = || {
+        client
+            .post(format!("{}/api/chatkit/forever", bff.origin))
+            .insert_header(("Origin", bff.origin.as_str()))
+            .insert_header(("X-CSRF", "1"))
+            .insert_header(("Cookie", cookie.as_str()))
+            .send_body("{}")
+    };
+    use futures_util::StreamExt;
+    let cycle = || async {
+        let mut s = open().await.expect("stream");
+        assert!(matches!(s.next().await, Some(Ok(_))), "first event");
+        // Abandoned: the client drops the stream here.
+    };
+    // A first batch grows the pools (database connections) to their working size.
+    join_all((0..50).map(|_| cycle())).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    let baseline = open_fds(pid);
+    for _ in 0..20 {
+        join_all((0..50).map(|_| cycle())).await;
+    }
+    let mut now = open_fds(pid);
+    for _ in 0..50 {
+        if now <= baseline + 4 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        now = open_fds(pid);
+    }
+    assert!(
+        now <= baseline + 4,
+        "the BFF holds {now} fds after 1,000 abandoned streams, {baseline} before"
+    );
+    let health = client
+        .get(format!("{}/healthz", bff.origin))
+        .send()
+        .await
+        .expect("healthz");
+    assert!(health.status().is_success());
+}
+
+#[actix_web::test]
+async fn provider_down_shows_a_readable_page_and_sign_in_works_when_it_returns() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}/demo/idp");
+    let app = spawn_app_with(&[
+        ("OIDC_ISSUER", &issuer),
+        ("OIDC_CLIENT_ID", "taskflow-demo"),
+        ("OIDC_CLIENT_SECRET", "unused-in-this-drill"),
+        ("SESSION_SECRET", "provider-drill-secret-0123456789abcdef012"),
+    ])
+    .await;
+    let r = app.get("/api/auth/login?returnTo=/dashboard").await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("Identity provider unavailable"), "{}", r.text());
+    assert_eq!(app.get("/readyz").await.json()["identity_provider"], false);
+
+    // The provider comes up on its address; no restart of the BFF.
+    let bind = format!("127.0.0.1:{port}");
+    let _idp: TestApp = spawn_app_with(&[("BIND_ADDR", &bind)]).await;
+    let r = app.get("/api/auth/login?returnTo=/dashboard").await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert!(r.location().starts_with(&format!("{issuer}/authorize?")));
+    assert_eq!(app.get("/readyz").await.status, 200);
+}
