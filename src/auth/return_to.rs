@@ -53,3 +53,24 @@ mod tests {
         assert_eq!(validate_return_to(&format!("/{}", "a".repeat(3000))), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever comes in, an accepted target stays on this origin.
+        #[test]
+        fn accepted_targets_never_leave_the_origin(raw in "\\PC{0,40}|/[/\\\\%a-zA-Z0-9.:@?#&=-]{0,30}") {
+            if let Some(ok) = validate_return_to(&raw) {
+                let joined = url::Url::parse("http://origin.invalid/").and_then(|b| b.join(ok)).expect("joins");
+                prop_assert_eq!(joined.host_str(), Some("origin.invalid"));
+                prop_assert!(ok.starts_with('/') && !ok.starts_with("//") && !ok.contains('\\'));
+            }
+        }
+    }
+}

@@ -109,3 +109,53 @@ mod tests {
         assert!(c.contains("Max-Age=0") && c.contains("Path=/"), "{c}");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use actix_web::test::TestRequest;
+    use proptest::prelude::*;
+    use secrecy::SecretString;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Arbitrary login cookies are refused without a panic; only our own decrypt.
+        #[test]
+        fn forged_login_cookies_are_refused(value in "[ -~]{0,300}") {
+            let keys = Keys::derive(&SecretString::from("a-master-secret-of-sufficient-length!!"));
+            let req = TestRequest::default()
+                .insert_header(("Cookie", format!("taskflow_login={value}")))
+                .to_http_request();
+            prop_assert!(LoginTransaction::from_request(&req, "taskflow_login", &keys).is_none());
+        }
+
+        /// Sealed session data does not open with any other bytes.
+        #[test]
+        fn arbitrary_sealed_bytes_do_not_open(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let keys = Keys::derive(&SecretString::from("a-master-secret-of-sufficient-length!!"));
+            prop_assert!(keys.open(&bytes, b"row").is_none());
+        }
+
+        /// Only 43-character base64url values are looked up as session keys.
+        #[test]
+        fn session_key_shape(value in "\\PC{0,60}") {
+            let ok = crate::auth::extractor::well_formed_key(&value);
+            prop_assert_eq!(ok, value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
+    }
+
+    #[test]
+    fn a_real_login_cookie_round_trips() {
+        let keys = Keys::derive(&SecretString::from("a-master-secret-of-sufficient-length!!"));
+        let tx = LoginTransaction::new("/chat".into());
+        let c = tx.to_cookie("taskflow_login", false, &keys);
+        let req = TestRequest::default()
+            .insert_header(("Cookie", format!("taskflow_login={}", c.value())))
+            .to_http_request();
+        let back = LoginTransaction::from_request(&req, "taskflow_login", &keys).expect("decrypts");
+        assert_eq!(back.state, tx.state);
+        assert_eq!(back.return_to, "/chat");
+    }
+}

@@ -96,6 +96,14 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let origin = state.origin();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
+    // The server starts when its future is first polled: wait until it answers.
+    let probe = awc::Client::default();
+    for _ in 0..100 {
+        if probe.get(format!("{origin}/healthz")).send().await.is_ok() {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     TestApp {
         origin,
         handle,

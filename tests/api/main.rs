@@ -1,4 +1,5 @@
 mod backchannel;
+mod bad_input;
 mod callback_rejections;
 mod drills;
 mod helpers;
