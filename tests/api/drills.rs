@@ -190,6 +190,10 @@ impl Drop for BffProcess {
 }
 
 async fn start_binary(chatkit: &str) -> BffProcess {
+    start_binary_with(chatkit, &[]).await
+}
+
+async fn start_binary_with(chatkit: &str, extra: &[(&str, &str)]) -> BffProcess {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("taskflow-bff-proc-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -200,6 +204,7 @@ async fn start_binary(chatkit: &str) -> BffProcess {
         .env("CHATKIT_URL", chatkit)
         .env("WORKERS", "2")
         .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -342,4 +347,48 @@ async fn provider_down_shows_a_readable_page_and_sign_in_works_when_it_returns()
     assert_eq!(r.status, 302, "{}", r.text());
     assert!(r.location().starts_with(&format!("{issuer}/authorize?")));
     assert_eq!(app.get("/readyz").await.status, 200);
+}
+
+#[actix_web::test]
+async fn sigterm_lets_requests_finish_and_ends_streams_after_the_grace_period() {
+    let up = spawn_upstream();
+    let bff = start_binary_with(&format!("{}/chatkit", up.url), &[("SHUTDOWN_GRACE_SECS", "2")]).await;
+    let cookie = sign_in(&bff.origin).await;
+    let client = awc::Client::builder().timeout(Duration::from_secs(20)).finish();
+    let post = |path: &str| {
+        client
+            .post(format!("{}/api/chatkit/{path}", bff.origin))
+            .insert_header(("Origin", bff.origin.as_str()))
+            .insert_header(("X-CSRF", "1"))
+            .insert_header(("Cookie", cookie.as_str()))
+            .send_body("{}")
+    };
+    use futures_util::StreamExt;
+    let mut stream = post("forever").await.expect("stream");
+    assert!(matches!(stream.next().await, Some(Ok(_))));
+    let slow = actix_web::rt::spawn(post("slow-json"));
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let pid = bff.child.id().to_string();
+    let sent = std::time::Instant::now();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(status.success());
+
+    // The in-flight JSON request completes.
+    let mut res = slow.await.expect("task").expect("in-flight request finished");
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.json::<serde_json::Value>().await.expect("json")["slow"], true);
+    // The stream is ended once the grace period is over, not before the JSON answer.
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(10), stream.next()).await {}
+    let ended = sent.elapsed();
+    assert!(
+        ended >= Duration::from_millis(1400),
+        "streams get the grace period: {ended:?}"
+    );
+    assert!(ended < Duration::from_secs(6), "and no more: {ended:?}");
+    // New connections are refused.
+    assert!(client
+        .get(format!("{}/healthz", bff.origin))
+        .send()
+        .await
+        .is_err());
 }

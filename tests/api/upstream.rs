@@ -131,6 +131,11 @@ async fn forever(signals: web::Data<Arc<Signals>>) -> HttpResponse {
     sse_headers().streaming(first.chain(pings))
 }
 
+async fn slow_json() -> HttpResponse {
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    HttpResponse::Ok().json(serde_json::json!({ "slow": true }))
+}
+
 async fn complete() -> HttpResponse {
     let body = stream::iter(vec![
         Ok::<_, std::io::Error>(Bytes::from("data: {\"n\":1}\n\n")),
@@ -155,6 +160,7 @@ pub fn spawn_upstream() -> TestUpstream {
             .route("/chatkit/forever", web::to(forever))
             .route("/chatkit/quiet", web::to(two_events))
             .route("/chatkit/two-events-complete", web::to(complete))
+            .route("/chatkit/slow-json", web::to(slow_json))
             .default_service(web::to(echo))
     })
     .workers(1)
