@@ -392,3 +392,41 @@ async fn sigterm_lets_requests_finish_and_ends_streams_after_the_grace_period() 
         .await
         .is_err());
 }
+
+#[actix_web::test]
+async fn provider_down_signed_in_users_keep_chatting() {
+    use secrecy::ExposeSecret;
+    let dir = std::env::temp_dir().join(format!("taskflow-bff-idp-down-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = format!("sqlite://{}/shared.db", dir.display());
+    let secret = "idp-down-drill-secret-0123456789abcdef0123";
+    // A is the provider (demo mode); B is the BFF under test, using A as its provider.
+    let a = spawn_app_with(&[("DATABASE_URL", &db), ("SESSION_SECRET", secret)]).await;
+    let up = spawn_upstream();
+    let chatkit = format!("{}/chatkit", up.url);
+    let issuer = a.demo().issuer.clone();
+    let client_secret = a.demo().client_secret().expose_secret().to_owned();
+    let b = spawn_app_with(&[
+        ("DATABASE_URL", &db),
+        ("SESSION_SECRET", secret),
+        ("OIDC_ISSUER", &issuer),
+        ("OIDC_CLIENT_ID", "taskflow-demo"),
+        ("OIDC_CLIENT_SECRET", &client_secret),
+        ("CHATKIT_URL", &chatkit),
+    ])
+    .await;
+    a.login_as(0, "/dashboard").await;
+    b.jar
+        .borrow_mut()
+        .insert(b.session_cookie_name(), a.session_cookie().expect("cookie"));
+    assert_eq!(b.post_api("/api/chatkit", "{}").await.status, 200);
+    assert_eq!(b.get("/readyz").await.status, 200);
+
+    a.handle.stop(false).await;
+    for _ in 0..3 {
+        let r = b.post_api("/api/chatkit", "{}").await;
+        assert_eq!(r.status, 200, "chat goes on with the provider down: {}", r.text());
+    }
+    assert_eq!(b.get("/dashboard").await.status, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}
