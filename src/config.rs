@@ -98,6 +98,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key.
     pub redis_prefix: String,
+    /// How long a loaded session may be reused from memory (0 = every request asks the store).
+    pub session_cache: Duration,
     /// A session unused this long ends.
     pub session_idle: Duration,
     /// A session ends this long after sign-in, used or not.
@@ -296,6 +298,7 @@ impl Settings {
             database_url,
             redis_url,
             redis_prefix: get("REDIS_PREFIX").unwrap_or("taskflow-bff:").to_owned(),
+            session_cache: Duration::from_millis(bytes(&get, "SESSION_CACHE_MS", 0)? as u64),
             session_idle,
             session_absolute,
             forward_token,

@@ -97,7 +97,13 @@ impl Application {
             .redis_url
             .as_deref()
             .map(|u| (u, settings.redis_prefix.as_str()));
-        let store = SessionStore::connect(&settings.database_url, redis, keys.clone()).await?;
+        let store = SessionStore::connect(
+            &settings.database_url,
+            redis,
+            keys.clone(),
+            settings.session_cache,
+        )
+        .await?;
         let (session_cookie, login_cookie) = if secure_cookies {
             ("__Host-taskflow_session", "__Host-taskflow_login")
         } else {

@@ -46,12 +46,54 @@ enum Sessions {
     Redis(RedisSessions),
 }
 
+/// A short-lived copy of recently loaded sessions, so the hot path skips the store.
+/// Changes made through this process drop the entry at once; changes made by another
+/// replica (sign-out, revocation) are seen after at most `ttl`. Off when `ttl` is zero.
+struct Cache {
+    ttl: std::time::Duration,
+    map: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, SessionRecord)>>,
+}
+
+impl Cache {
+    fn get(&self, key_hash: &str) -> Option<SessionRecord> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key_hash)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn put(&self, key_hash: &str, r: &SessionRecord) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= 100_000 {
+            let ttl = self.ttl;
+            map.retain(|_, (at, _)| at.elapsed() < ttl);
+        }
+        map.insert(key_hash.to_owned(), (std::time::Instant::now(), r.clone()));
+    }
+
+    fn forget(&self, key_hash: &str) {
+        if !self.ttl.is_zero() {
+            self.map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(key_hash);
+        }
+    }
+}
+
 /// Sessions, redeemed one-time values and the audit log.
 #[derive(Clone)]
 pub struct SessionStore {
     sql: SqlStore,
     sessions: Sessions,
     keys: Keys,
+    cache: std::sync::Arc<Cache>,
 }
 
 /// An event written to the audit log.
@@ -69,18 +111,41 @@ pub struct AuditEvent<'a> {
 }
 
 impl SessionStore {
-    /// Connects the SQL database (migrating it) and, with `redis = Some((url, prefix))`, Redis.
+    /// Connects the SQL database (migrating it) and, with `redis = Some((url, prefix))`, Redis;
+    /// `cache_ttl` > 0 keeps loaded sessions in memory that long.
     pub async fn connect(
         database_url: &str,
         redis: Option<(&str, &str)>,
         keys: Keys,
+        cache_ttl: std::time::Duration,
     ) -> anyhow::Result<Self> {
         let sql = SqlStore::connect(database_url).await?;
         let sessions = match redis {
             Some((url, prefix)) => Sessions::Redis(RedisSessions::connect(url, prefix).await?),
             None => Sessions::Sql,
         };
-        Ok(Self { sql, sessions, keys })
+        let cache = std::sync::Arc::new(Cache {
+            ttl: cache_ttl,
+            map: Default::default(),
+        });
+        Ok(Self {
+            sql,
+            sessions,
+            keys,
+            cache,
+        })
+    }
+
+    /// Like [`SessionStore::load`], served from the in-process cache when fresh enough.
+    pub async fn load_cached(&self, key_hash: &str) -> anyhow::Result<Option<SessionRecord>> {
+        if let Some(r) = self.cache.get(key_hash) {
+            return Ok(Some(r));
+        }
+        let r = self.load(key_hash).await?;
+        if let Some(r) = &r {
+            self.cache.put(key_hash, r);
+        }
+        Ok(r)
     }
 
     /// Whether every backend answers.
@@ -183,6 +248,7 @@ impl SessionStore {
         idle_expires_at: i64,
         expires_at: i64,
     ) -> anyhow::Result<()> {
+        self.cache.forget(key_hash);
         match &self.sessions {
             Sessions::Sql => self.sql.touch(key_hash, now, idle_expires_at).await,
             Sessions::Redis(r) => r.touch(key_hash, now, idle_expires_at, expires_at).await,
@@ -200,6 +266,7 @@ impl SessionStore {
         email: Option<&str>,
     ) -> anyhow::Result<bool> {
         let sealed = self.seal(key_hash, tokens)?;
+        self.cache.forget(key_hash);
         match &self.sessions {
             Sessions::Sql => {
                 self.sql
@@ -245,6 +312,7 @@ impl SessionStore {
 
     /// Deletes one session by its cookie key hash.
     pub async fn delete(&self, key_hash: &str) -> anyhow::Result<()> {
+        self.cache.forget(key_hash);
         match &self.sessions {
             Sessions::Sql => self.sql.delete(key_hash).await,
             Sessions::Redis(r) => r.delete(key_hash).await,

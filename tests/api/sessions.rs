@@ -93,3 +93,30 @@ async fn sessions_page_shows_this_device() {
     app.jar.borrow_mut().clear();
     assert_eq!(app.get("/api/auth/sessions").await.status, 401);
 }
+
+#[actix_web::test]
+async fn the_session_cache_never_outlives_a_local_sign_out_or_revocation() {
+    let app = crate::helpers::spawn_app_with(&[("SESSION_CACHE_MS", "60000")]).await;
+    let laptop = sign_in(&app, 0).await;
+    let phone = sign_in(&app, 0).await;
+    use_cookie(&app, &laptop);
+    assert_eq!(app.get("/api/auth/me").await.status, 200, "now cached");
+    // Ended from the phone: the laptop's cached copy is dropped with it.
+    use_cookie(&app, &phone);
+    let list = app.get("/api/auth/sessions").await.json();
+    let laptop_id = list["sessions"]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["current"] == false))
+        .and_then(|s| s["id"].as_str())
+        .expect("laptop")
+        .to_owned();
+    assert_eq!(delete(&app, &laptop_id, true).await, 204);
+    use_cookie(&app, &laptop);
+    assert_eq!(app.get("/api/auth/me").await.status, 401);
+    // And a sign-out.
+    use_cookie(&app, &phone);
+    assert_eq!(app.get("/api/auth/me").await.status, 200);
+    assert_eq!(app.logout().await.status, 200);
+    use_cookie(&app, &phone);
+    assert_eq!(app.get("/api/auth/me").await.status, 401);
+}
