@@ -9,7 +9,9 @@
 //! - the BFF's RSS per open stream with BENCH_STREAMS streams held open.
 //!
 //! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
-//! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20).
+//! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20), BENCH_HELD_STREAMS (a second
+//! RSS measurement, e.g. 10000), BENCH_SESSION_CACHE_MS and BENCH_BFF_LOG (passed to the BFF).
+//! nginx (the reference column) is installed from Debian's packages if missing.
 
 use std::{
     net::TcpListener,
@@ -87,6 +89,66 @@ fn start_upstream() -> u16 {
         })
     });
     port
+}
+
+// ---------- nginx, the reference ----------
+
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// nginx `proxy_pass` with `proxy_buffering off` and a fixed Authorization header; installed
+/// from Debian's packages if missing. `None` when it cannot be had.
+fn start_nginx(upstream: u16) -> Option<Nginx> {
+    let have = |cmd: &str| Command::new(cmd).arg("-v").stderr(Stdio::null()).status().is_ok();
+    let nginx = ["nginx", "/usr/sbin/nginx"].into_iter().find(|c| have(c)).map(str::to_owned).or_else(|| {
+        eprintln!("installing nginx-light for the reference column");
+        let ok = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "nginx-light"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success());
+        (ok && have("/usr/sbin/nginx")).then(|| "/usr/sbin/nginx".to_owned())
+    })?;
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("taskflow-bff-bench-nginx-{port}"));
+    std::fs::create_dir_all(&dir).ok()?;
+    let conf = format!(
+        "worker_processes auto;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 20000; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
+         fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n\
+         upstream up {{ server 127.0.0.1:{upstream}; keepalive 256; }}\n\
+         server {{\n  listen 127.0.0.1:{port};\n  location / {{\n   proxy_pass http://up;\n\
+           proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   proxy_buffering off;\n\
+           proxy_set_header Authorization \"Bearer bench\";\n   proxy_read_timeout 300s;\n  }}\n }}\n}}\n",
+        d = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).ok()?;
+    let child = Command::new(nginx)
+        .args(["-c", &path.to_string_lossy(), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(Nginx { child, port, dir });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 // ---------- the BFF process ----------
@@ -377,92 +439,70 @@ fn main() {
     let events = env_usize("BENCH_EVENTS", 20);
     let up = start_upstream();
     let bff = start_bff(up);
+    let nginx = start_nginx(up);
     let pid = bff.child.id();
     actix_web::rt::System::new().block_on(async move {
         let cookie = sign_in(&bff.origin).await;
-        let direct = Target {
-            base: format!("http://127.0.0.1:{up}"),
-            headers: vec![("Authorization", "Bearer bench".into())],
-        };
+        let direct = Target { base: format!("http://127.0.0.1:{up}"), headers: vec![("Authorization", "Bearer bench".into())] };
         let via = Target {
             base: format!("{}/api", bff.origin),
-            headers: vec![
-                ("Cookie", cookie),
-                ("Origin", bff.origin.clone()),
-                ("X-CSRF", "1".into()),
-            ],
+            headers: vec![("Cookie", cookie), ("Origin", bff.origin.clone()), ("X-CSRF", "1".into())],
         };
-        let _ = json_load(&via, 2000, 64).await; // warm-up: connections, caches
+        let ngx = nginx.as_ref().map(|n| Target { base: format!("http://127.0.0.1:{}", n.port), headers: vec![] });
+        // Warm-up: connections, caches.
+        let _ = json_load(&via, 2000, 64).await;
         let _ = json_load(&direct, 2000, 64).await;
+        if let Some(n) = &ngx {
+            let _ = json_load(n, 2000, 64).await;
+        }
 
         println!(
-            "taskflow-bff proxy benchmark ({} cores; loopback; BFF log level {})",
+            "taskflow-bff proxy benchmark ({} cores; loopback; BFF log level {}; SESSION_CACHE_MS {})",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into())
+            std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),
+            std::env::var("BENCH_SESSION_CACHE_MS").unwrap_or_else(|_| "0".into())
         );
-        println!("{:<44} {:>12} {:>12} {:>8}", "", "direct", "BFF", "BFF/direct");
+        println!("{:<44} {:>10} {:>10} {:>10} {:>10} {:>10}", "", "direct", "nginx", "BFF", "BFF/nginx", "BFF/direct");
+        let row = |label: String, d: f64, n: f64, b: f64, ratio: bool| {
+            if ratio {
+                println!("{label:<44} {d:>10.0} {n:>10.0} {b:>10.0} {:>10.2} {:>10.2}", b / n, b / d);
+            } else {
+                println!("{label:<44} {d:>10.3} {n:>10.3} {b:>10.3} {:>+10.3} {:>+10.3}", b - n, b - d);
+            }
+        };
         let (d_rps, d50, d99, de) = json_load(&direct, requests, 64).await;
+        let (n_rps, n50, n99, ne) = match &ngx {
+            Some(n) => json_load(n, requests, 64).await,
+            None => (f64::NAN, f64::NAN, f64::NAN, 0),
+        };
         let (b_rps, b50, b99, be) = json_load(&via, requests, 64).await;
-        println!(
-            "{:<44} {:>12.0} {:>12.0} {:>8.2}",
-            format!("JSON req/s ({requests} req, 64 conc.)"),
-            d_rps,
-            b_rps,
-            b_rps / d_rps
-        );
-        println!(
-            "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
-            "JSON p50 latency ms (added)",
-            d50,
-            b50,
-            b50 - d50
-        );
-        println!(
-            "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
-            "JSON p99 latency ms (added)",
-            d99,
-            b99,
-            b99 - d99
-        );
+        row(format!("JSON req/s ({requests} req, 64 conc.)"), d_rps, n_rps, b_rps, true);
+        row("JSON p50 latency ms (BFF minus)".into(), d50, n50, b50, false);
+        row("JSON p99 latency ms (BFF minus)".into(), d99, n99, b99, false);
         for n in [1, streams] {
             let (d50, d99, dfirst, de2) = sse_load(&direct, n, events).await;
+            let (n50, n99, nfirst, ne2) = match &ngx {
+                Some(t) => sse_load(t, n, events).await,
+                None => (f64::NAN, f64::NAN, f64::NAN, 0),
+            };
             let (b50, b99, bfirst, be2) = sse_load(&via, n, events).await;
-            println!(
-                "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
-                format!("SSE per-event p50 ms, {n} streams (added)"),
-                d50,
-                b50,
-                b50 - d50
-            );
-            println!(
-                "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
-                format!("SSE per-event p99 ms, {n} streams (added)"),
-                d99,
-                b99,
-                b99 - d99
-            );
-            println!(
-                "{:<44} {:>12.3} {:>12.3} {:>+8.3}",
-                format!("SSE first event p50 ms, {n} streams (added)"),
-                dfirst,
-                bfirst,
-                bfirst - dfirst
-            );
-            if de2 + be2 > 0 {
-                println!("  stream errors: direct {de2}, BFF {be2}");
+            row(format!("SSE per-event p50 ms, {n} streams"), d50, n50, b50, false);
+            row(format!("SSE per-event p99 ms, {n} streams"), d99, n99, b99, false);
+            row(format!("SSE first event p50 ms, {n} streams"), dfirst, nfirst, bfirst, false);
+            if de2 + ne2 + be2 > 0 {
+                println!("  stream errors: direct {de2}, nginx {ne2}, BFF {be2}");
             }
         }
-        let (per, idle, re) = rss_per_stream(&via, pid, streams).await;
-        println!(
-            "{:<44} {:>12} {:>12.1}",
-            format!("BFF RSS KiB per open stream ({streams})"),
-            "",
-            per
-        );
-        println!(
-            "{:<44} {:>12} {:>12}",
-            "BFF RSS KiB idle (after warm-up)", "", idle
-        );
-        println!("errors: JSON direct {de}, JSON BFF {be}, held streams {re}");
+        let held = env_usize("BENCH_HELD_STREAMS", streams);
+        let counts: Vec<usize> = if held == streams { vec![streams] } else { vec![streams, held] };
+        for n in counts {
+            let (per, idle, re) = rss_per_stream(&via, pid, n).await;
+            println!("{:<44} {:>10} {:>10} {:>10.1}", format!("BFF RSS KiB per open stream ({n})"), "", "", per);
+            if re > 0 {
+                println!("  streams that failed to open: {re}");
+            }
+            println!("{:<44} {:>10} {:>10} {:>10}", "BFF RSS KiB before opening them", "", "", idle);
+        }
+        println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
     });
 }
