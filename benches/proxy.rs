@@ -111,15 +111,19 @@ impl Drop for Nginx {
 /// from Debian's packages if missing. `None` when it cannot be had.
 fn start_nginx(upstream: u16) -> Option<Nginx> {
     let have = |cmd: &str| Command::new(cmd).arg("-v").stderr(Stdio::null()).status().is_ok();
-    let nginx = ["nginx", "/usr/sbin/nginx"].into_iter().find(|c| have(c)).map(str::to_owned).or_else(|| {
-        eprintln!("installing nginx-light for the reference column");
-        let ok = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "nginx-light"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success());
-        (ok && have("/usr/sbin/nginx")).then(|| "/usr/sbin/nginx".to_owned())
-    })?;
+    let nginx = ["nginx", "/usr/sbin/nginx"]
+        .into_iter()
+        .find(|c| have(c))
+        .map(str::to_owned)
+        .or_else(|| {
+            eprintln!("installing nginx-light for the reference column");
+            let ok = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "nginx-light"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success());
+            (ok && have("/usr/sbin/nginx")).then(|| "/usr/sbin/nginx".to_owned())
+        })?;
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("taskflow-bff-bench-nginx-{port}"));
     std::fs::create_dir_all(&dir).ok()?;
@@ -443,12 +447,22 @@ fn main() {
     let pid = bff.child.id();
     actix_web::rt::System::new().block_on(async move {
         let cookie = sign_in(&bff.origin).await;
-        let direct = Target { base: format!("http://127.0.0.1:{up}"), headers: vec![("Authorization", "Bearer bench".into())] };
+        let direct = Target {
+            base: format!("http://127.0.0.1:{up}"),
+            headers: vec![("Authorization", "Bearer bench".into())],
+        };
         let via = Target {
             base: format!("{}/api", bff.origin),
-            headers: vec![("Cookie", cookie), ("Origin", bff.origin.clone()), ("X-CSRF", "1".into())],
+            headers: vec![
+                ("Cookie", cookie),
+                ("Origin", bff.origin.clone()),
+                ("X-CSRF", "1".into()),
+            ],
         };
-        let ngx = nginx.as_ref().map(|n| Target { base: format!("http://127.0.0.1:{}", n.port), headers: vec![] });
+        let ngx = nginx.as_ref().map(|n| Target {
+            base: format!("http://127.0.0.1:{}", n.port),
+            headers: vec![],
+        });
         // Warm-up: connections, caches.
         let _ = json_load(&via, 2000, 64).await;
         let _ = json_load(&direct, 2000, 64).await;
@@ -462,12 +476,23 @@ fn main() {
             std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),
             std::env::var("BENCH_SESSION_CACHE_MS").unwrap_or_else(|_| "0".into())
         );
-        println!("{:<44} {:>10} {:>10} {:>10} {:>10} {:>10}", "", "direct", "nginx", "BFF", "BFF/nginx", "BFF/direct");
+        println!(
+            "{:<44} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "", "direct", "nginx", "BFF", "BFF/nginx", "BFF/direct"
+        );
         let row = |label: String, d: f64, n: f64, b: f64, ratio: bool| {
             if ratio {
-                println!("{label:<44} {d:>10.0} {n:>10.0} {b:>10.0} {:>10.2} {:>10.2}", b / n, b / d);
+                println!(
+                    "{label:<44} {d:>10.0} {n:>10.0} {b:>10.0} {:>10.2} {:>10.2}",
+                    b / n,
+                    b / d
+                );
             } else {
-                println!("{label:<44} {d:>10.3} {n:>10.3} {b:>10.3} {:>+10.3} {:>+10.3}", b - n, b - d);
+                println!(
+                    "{label:<44} {d:>10.3} {n:>10.3} {b:>10.3} {:>+10.3} {:>+10.3}",
+                    b - n,
+                    b - d
+                );
             }
         };
         let (d_rps, d50, d99, de) = json_load(&direct, requests, 64).await;
@@ -476,7 +501,13 @@ fn main() {
             None => (f64::NAN, f64::NAN, f64::NAN, 0),
         };
         let (b_rps, b50, b99, be) = json_load(&via, requests, 64).await;
-        row(format!("JSON req/s ({requests} req, 64 conc.)"), d_rps, n_rps, b_rps, true);
+        row(
+            format!("JSON req/s ({requests} req, 64 conc.)"),
+            d_rps,
+            n_rps,
+            b_rps,
+            true,
+        );
         row("JSON p50 latency ms (BFF minus)".into(), d50, n50, b50, false);
         row("JSON p99 latency ms (BFF minus)".into(), d99, n99, b99, false);
         for n in [1, streams] {
@@ -488,20 +519,39 @@ fn main() {
             let (b50, b99, bfirst, be2) = sse_load(&via, n, events).await;
             row(format!("SSE per-event p50 ms, {n} streams"), d50, n50, b50, false);
             row(format!("SSE per-event p99 ms, {n} streams"), d99, n99, b99, false);
-            row(format!("SSE first event p50 ms, {n} streams"), dfirst, nfirst, bfirst, false);
+            row(
+                format!("SSE first event p50 ms, {n} streams"),
+                dfirst,
+                nfirst,
+                bfirst,
+                false,
+            );
             if de2 + ne2 + be2 > 0 {
                 println!("  stream errors: direct {de2}, nginx {ne2}, BFF {be2}");
             }
         }
         let held = env_usize("BENCH_HELD_STREAMS", streams);
-        let counts: Vec<usize> = if held == streams { vec![streams] } else { vec![streams, held] };
+        let counts: Vec<usize> = if held == streams {
+            vec![streams]
+        } else {
+            vec![streams, held]
+        };
         for n in counts {
             let (per, idle, re) = rss_per_stream(&via, pid, n).await;
-            println!("{:<44} {:>10} {:>10} {:>10.1}", format!("BFF RSS KiB per open stream ({n})"), "", "", per);
+            println!(
+                "{:<44} {:>10} {:>10} {:>10.1}",
+                format!("BFF RSS KiB per open stream ({n})"),
+                "",
+                "",
+                per
+            );
             if re > 0 {
                 println!("  streams that failed to open: {re}");
             }
-            println!("{:<44} {:>10} {:>10} {:>10}", "BFF RSS KiB before opening them", "", "", idle);
+            println!(
+                "{:<44} {:>10} {:>10} {:>10}",
+                "BFF RSS KiB before opening them", "", "", idle
+            );
         }
         println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
     });

@@ -130,6 +130,8 @@ pub struct Settings {
     pub upstream_idle_timeout: Duration,
     /// Interval of `: keep-alive` comments on quiet SSE streams; `None` disables them.
     pub sse_heartbeat: Option<Duration>,
+    /// How often an open event stream checks that its session still exists (`None`: never).
+    pub stream_revalidate: Option<Duration>,
     /// Largest JSON request body accepted by the proxy.
     pub max_json_body: usize,
     /// Largest upload (multipart) request body accepted by the proxy.
@@ -314,6 +316,10 @@ impl Settings {
             upstream_header_timeout: secs(&get, "UPSTREAM_HEADER_TIMEOUT_SECS", 30)?,
             upstream_idle_timeout: secs(&get, "UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
             sse_heartbeat: (!heartbeat.is_zero()).then_some(heartbeat),
+            stream_revalidate: {
+                let d = secs(&get, "STREAM_REVALIDATE_SECS", 15)?;
+                (!d.is_zero()).then_some(d)
+            },
             max_json_body: bytes(&get, "MAX_JSON_BODY_BYTES", 1 << 20)?,
             max_upload_body: bytes(&get, "MAX_UPLOAD_BODY_BYTES", 100 << 20)?,
             chatkit_domain_key: get("CHATKIT_DOMAIN_KEY")

@@ -152,6 +152,7 @@ pub async fn forward(
         ));
     }
 
+    let mut session_key: Option<String> = None;
     let (bearer, user_id) = match upstream.auth {
         RouteAuth::Anonymous => (None, None),
         RouteAuth::Required => match session {
@@ -160,6 +161,7 @@ pub async fn forward(
                 let token = forwarded(&tokens, settings.forward_token)
                     .ok_or(ApiError::SessionExpired)?
                     .to_owned();
+                session_key = Some(s.key_hash);
                 (Some(token), Some(s.record.sub))
             }
             None => {
@@ -283,6 +285,14 @@ pub async fn forward(
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let mut body =
         UpstreamBody::new(res, settings.upstream_idle_timeout, heartbeat).eof_is_truncation(framed);
+    if let (true, Some(key), Some(every)) = (sse, session_key, settings.stream_revalidate) {
+        let store = state.store.clone();
+        body = body.revalidate(every, move || {
+            let (store, key) = (store.clone(), key.clone());
+            // A store that cannot answer does not cut streams: only a missing session does.
+            Box::pin(async move { !matches!(store.load(&key).await, Ok(None)) })
+        });
+    }
     if sse {
         use std::sync::atomic::Ordering::Relaxed;
         crate::metrics::METRICS.open_streams.fetch_add(1, Relaxed);

@@ -26,6 +26,9 @@ pub enum StreamError {
     /// The browser sent more than the route allows.
     #[error("request body over {0} bytes")]
     TooLarge(usize),
+    /// The session was signed out or revoked while the stream was open.
+    #[error("the session ended")]
+    SessionEnded,
     /// The browser's request body failed.
     #[error("request body failed: {0}")]
     Client(String),
@@ -45,6 +48,16 @@ pub struct UpstreamBody<S> {
     eof_is_truncation: bool,
     span: tracing::Span,
     on_close: Option<Box<dyn FnOnce(u64, bool)>>,
+    revalidate: Option<Revalidate>,
+}
+
+/// A periodic check that the stream's session still exists, so that a sign-out or
+/// revocation anywhere (any replica) also ends the streams already open.
+struct Revalidate {
+    every: Duration,
+    timer: Pin<Box<Sleep>>,
+    check: Box<dyn Fn() -> futures_util::future::LocalBoxFuture<'static, bool>>,
+    pending: Option<futures_util::future::LocalBoxFuture<'static, bool>>,
 }
 
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
@@ -66,7 +79,23 @@ impl<S> UpstreamBody<S> {
             eof_is_truncation: false,
             span: tracing::Span::current(),
             on_close: None,
+            revalidate: None,
         }
+    }
+
+    /// Every `every`, runs `check`; when it answers false the stream is cut.
+    pub fn revalidate(
+        mut self,
+        every: Duration,
+        check: impl Fn() -> futures_util::future::LocalBoxFuture<'static, bool> + 'static,
+    ) -> Self {
+        self.revalidate = Some(Revalidate {
+            every,
+            timer: Box::pin(sleep_until((Instant::now() + every).into())),
+            check: Box::new(check),
+            pending: None,
+        });
+        self
     }
 
     /// Treats a connection EOF at the end of the body as truncation (chunked or sized
@@ -159,6 +188,24 @@ where
                 return Poll::Ready(Some(Err(StreamError::Idle(idle))));
             }
             this.idle_timer.as_mut().reset(deadline.into());
+        }
+        if let Some(r) = &mut this.revalidate {
+            if r.pending.is_none() && r.timer.as_mut().poll(cx).is_ready() {
+                r.pending = Some((r.check)());
+            }
+            if let Some(p) = &mut r.pending {
+                if let Poll::Ready(alive) = p.as_mut().poll(cx) {
+                    r.pending = None;
+                    r.timer.as_mut().reset((Instant::now() + r.every).into());
+                    // Arm the timer's waker for the next round.
+                    let _ = r.timer.as_mut().poll(cx);
+                    if !alive {
+                        this.span
+                            .in_scope(|| tracing::info!("session ended; cutting its open stream"));
+                        return Poll::Ready(Some(Err(StreamError::SessionEnded)));
+                    }
+                }
+            }
         }
         let boundary = this.at_event_boundary();
         if let Some((every, timer)) = &mut this.heartbeat {

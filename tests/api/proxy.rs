@@ -601,3 +601,25 @@ async fn legacy_id_token_cookie_is_accepted_after_full_validation_when_enabled()
         401
     );
 }
+
+#[actix_web::test]
+async fn signing_out_cuts_the_sessions_open_streams() {
+    let (app, _up) = app_with_upstream(&[("STREAM_REVALIDATE_SECS", "1")]).await;
+    let (origin, cookies) = (app.origin.clone(), app.cookie_header());
+    let reader = actix_web::rt::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let out = crate::helpers::raw_post_to(&origin, cookies, "/api/chatkit/forever", "{}");
+        (out, started.elapsed())
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // Signed out elsewhere (another tab, another replica, or a back-channel logout).
+    assert_eq!(app.logout().await.status, 200);
+    let ((status, body, complete), took) = reader.await.expect("reader");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.contains("data: {\"n\":1}"));
+    assert!(!complete, "cut, not ended cleanly");
+    assert!(
+        took < Duration::from_secs(5),
+        "within the revalidation interval: {took:?}"
+    );
+}
