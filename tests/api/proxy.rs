@@ -623,3 +623,20 @@ async fn signing_out_cuts_the_sessions_open_streams() {
         "within the revalidation interval: {took:?}"
     );
 }
+
+#[actix_web::test]
+async fn upstream_connections_are_reused_after_sized_bodies() {
+    let (app, _up) = app_with_upstream(&[]).await;
+    let mut peers = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let r = app.post_api("/api/chatkit/echo", "{}").await;
+        assert_eq!(r.status, 200);
+        assert!(r.header("content-length").is_some(), "a sized body");
+        peers.insert(r.json()["peer"].as_str().expect("peer").to_owned());
+    }
+    assert_eq!(
+        peers.len(),
+        1,
+        "one keep-alive connection to the upstream, not one per request: {peers:?}"
+    );
+}

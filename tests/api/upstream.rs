@@ -65,6 +65,7 @@ async fn echo(req: HttpRequest, mut body: web::Payload) -> HttpResponse {
             "headers": headers,
             "body_bytes": bytes,
             "body_chunks": chunks,
+            "peer": req.peer_addr().map(|a| a.to_string()),
         }))
 }
 
