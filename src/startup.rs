@@ -125,6 +125,11 @@ impl Application {
             .map(|_| web::Data::new(demo::backend::DemoBackend::new(settings.demo_word_delay)));
         let state = web::Data::new(AppState {
             settings: settings.clone(),
+            public_host: match public_url.port() {
+                Some(p) => format!("{}:{p}", public_url.host_str().unwrap_or("localhost")),
+                None => public_url.host_str().unwrap_or("localhost").to_owned(),
+            },
+            origin: origin.clone(),
             public_url,
             secure_cookies,
             session_cookie: session_cookie.into(),
@@ -267,11 +272,11 @@ async fn csrf_guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let origin = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.origin())
-        .unwrap_or_default();
-    if let Err(e) = auth::csrf::check(req.request(), &origin) {
+    let checked = match req.app_data::<web::Data<AppState>>() {
+        Some(state) => auth::csrf::check(req.request(), state.origin()),
+        None => Ok(()),
+    };
+    if let Err(e) = checked {
         return Ok(req.into_response(e.error_response()).map_into_right_body());
     }
     Ok(next.call(req).await?.map_into_left_body())

@@ -18,6 +18,10 @@ pub struct AppState {
     pub settings: Settings,
     /// Public origin of this BFF.
     pub public_url: Url,
+    /// `public_url` as an origin string (`https://app.example.com`), computed once.
+    pub origin: String,
+    /// Host and port as browsers see them, for `X-Forwarded-Host`, computed once.
+    pub public_host: String,
     /// Whether cookies get `Secure` and the `__Host-` prefix (https public URL).
     pub secure_cookies: bool,
     /// Name of the session cookie.
@@ -39,8 +43,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The public origin as a string without trailing slash, e.g. `https://app.example.com`.
-    pub fn origin(&self) -> String {
-        self.public_url.origin().ascii_serialization()
+    /// The public origin without trailing slash, e.g. `https://app.example.com`.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 }

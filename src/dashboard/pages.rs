@@ -80,7 +80,7 @@ pub async fn dashboard(req: HttpRequest, session: MaybeSession) -> Result<HttpRe
     let r = &s.record;
     render(&Dashboard {
         demo: super::demo_banner(),
-        name: r.name.as_deref().or(r.email.as_deref()).unwrap_or(&r.sub),
+        name: r.display_name(),
         email: r.email.as_deref(),
         expires_at: r.expires_at.min(r.idle_expires_at),
     })
@@ -98,7 +98,7 @@ pub async fn chat(
     let r = &s.record;
     render(&Chat {
         demo: super::demo_banner(),
-        name: r.name.as_deref().or(r.email.as_deref()).unwrap_or(&r.sub),
+        name: r.display_name(),
         domain_key: &state.settings.chatkit_domain_key,
         script_url: &state.settings.chatkit_script_url,
     })
@@ -122,7 +122,7 @@ pub async fn sessions(
     let r = &s.record;
     render(&Sessions {
         demo: super::demo_banner(),
-        name: r.name.as_deref().or(r.email.as_deref()).unwrap_or(&r.sub),
+        name: r.display_name(),
         sessions: list,
     })
 }

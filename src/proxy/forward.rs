@@ -192,17 +192,12 @@ pub async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
 
-    let host = state.public_url.host_str().unwrap_or("localhost");
-    let host = match state.public_url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_owned(),
-    };
     let id = Identity {
         bearer: bearer.as_deref(),
         user_id: user_id.as_deref(),
         client_ip: req.peer_addr().map(|a| a.ip().to_string()),
         proto: state.public_url.scheme(),
-        host: &host,
+        host: &state.public_host,
         prefix: &upstream.prefix,
         request_id: &rid,
     };

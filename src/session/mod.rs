@@ -68,6 +68,14 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// What pages call the user: name, else email, else subject.
+    pub fn display_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .or(self.email.as_deref())
+            .unwrap_or(&self.sub)
+    }
+
     /// Whether the session is still valid at `now`.
     pub fn is_live(&self, now: i64) -> bool {
         now < self.expires_at && now < self.idle_expires_at

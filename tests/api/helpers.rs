@@ -93,7 +93,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let settings = Settings::from_map(&vars).expect("valid test settings");
     let app = Application::build(settings).await.expect("app builds");
     let state = app.state();
-    let origin = state.origin();
+    let origin = state.origin().to_owned();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
     // The server starts when its future is first polled: wait until it answers.

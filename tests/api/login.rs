@@ -153,3 +153,32 @@ async fn key_rotation_at_the_provider_is_picked_up_without_restart() {
         "exactly one refetch for the new kid"
     );
 }
+
+#[actix_web::test]
+async fn an_idle_session_ends_and_the_absolute_lifetime_caps_it() {
+    let app = spawn_app_with(&[("SESSION_IDLE_SECS", "1"), ("SESSION_ABSOLUTE_SECS", "60")]).await;
+    app.login_as(0, "/dashboard").await;
+    let me = app.get("/api/auth/me").await.json();
+    let created = me["created_at"].as_i64().expect("created_at");
+    assert!(
+        me["expires_at"].as_i64().expect("expires_at") <= created + 1,
+        "idle deadline first"
+    );
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = app.get("/api/auth/me").await;
+    assert_eq!(r.status, 401, "unused for longer than SESSION_IDLE_SECS");
+    let pool = sqlx::SqlitePool::connect(&app.state.settings.database_url)
+        .await
+        .expect("db");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(n, 0, "the expired session was deleted, not just refused");
+
+    let capped = spawn_app_with(&[("SESSION_IDLE_SECS", "3600"), ("SESSION_ABSOLUTE_SECS", "3600")]).await;
+    capped.login_as(0, "/dashboard").await;
+    let me = capped.get("/api/auth/me").await.json();
+    let created = me["created_at"].as_i64().expect("created_at");
+    assert_eq!(me["expires_at"].as_i64(), Some(created + 3600));
+}

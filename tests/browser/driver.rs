@@ -60,7 +60,7 @@ pub async fn start(extra: &[(&str, &str)]) -> Option<Browser> {
     let app = Application::build(Settings::from_map(&vars).expect("settings"))
         .await
         .expect("app");
-    let origin = app.state().origin();
+    let origin = app.state().origin().to_owned();
     actix_web::rt::spawn(app.run_until_stopped());
 
     let port = free_port();
