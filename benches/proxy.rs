@@ -40,7 +40,12 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 // ---------- the upstream ----------
 
-async fn json_body() -> HttpResponse {
+async fn json_body(request: Bytes) -> HttpResponse {
+    // A real backend parses the request; actix also closes connections whose request body
+    // was left unread, which would make every client reconnect.
+    if serde_json::from_slice::<serde_json::Value>(&request).is_err() {
+        return HttpResponse::BadRequest().finish();
+    }
     // A threads.list-like answer of about 1 KiB.
     let data: Vec<serde_json::Value> = (0..8)
         .map(|i| serde_json::json!({"id": format!("thr_{i:012}"), "title": "A thread about the quarterly plan", "created_at": "2026-11-26T12:00:00Z", "status": {"type": "active"}}))
@@ -48,7 +53,10 @@ async fn json_body() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"data": data, "has_more": false, "after": null}))
 }
 
-async fn sse_events(q: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
+async fn sse_events(
+    q: web::Query<std::collections::HashMap<String, String>>,
+    _request: Bytes,
+) -> HttpResponse {
     let n: usize = q.get("n").and_then(|v| v.parse().ok()).unwrap_or(20);
     let every = Duration::from_millis(q.get("ms").and_then(|v| v.parse().ok()).unwrap_or(50));
     let body = stream::unfold(0usize, move |i| async move {
@@ -192,6 +200,10 @@ fn start_bff(upstream: u16) -> Bff {
         .env("DATABASE_URL", format!("sqlite://{}/bench.db", dir.display()))
         .env("CHATKIT_URL", format!("http://127.0.0.1:{upstream}/chatkit"))
         .env("DEMO_TOKEN_TTL_SECS", "3600")
+        .env(
+            "SESSION_CACHE_MS",
+            std::env::var("BENCH_SESSION_CACHE_MS").unwrap_or_else(|_| "0".into()),
+        )
         .env(
             "RUST_LOG",
             std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),

@@ -300,7 +300,7 @@ impl Settings {
             database_url,
             redis_url,
             redis_prefix: get("REDIS_PREFIX").unwrap_or("taskflow-bff:").to_owned(),
-            session_cache: Duration::from_millis(bytes(&get, "SESSION_CACHE_MS", 0)? as u64),
+            session_cache: Duration::from_millis(bytes(&get, "SESSION_CACHE_MS", 2000)? as u64),
             session_idle,
             session_absolute,
             forward_token,

@@ -1,5 +1,7 @@
 //! The session extractor: cookie → store lookup → liveness check.
 
+use std::sync::Arc;
+
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
@@ -17,7 +19,7 @@ pub struct CurrentSession {
     /// SHA-256 of the cookie key: the store's primary key.
     pub key_hash: String,
     /// The session.
-    pub record: SessionRecord,
+    pub record: Arc<SessionRecord>,
 }
 
 /// A request that may or may not be signed in; fails only when the store is down.
@@ -41,7 +43,7 @@ pub async fn load_session(
     let key_hash = sha256_hex(&key);
     let Some(record) = state
         .store
-        .load(&key_hash)
+        .load_cached(&key_hash)
         .await
         .map_err(ApiError::StoreUnavailable)?
     else {

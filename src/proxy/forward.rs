@@ -162,7 +162,7 @@ pub async fn forward(
                     .ok_or(ApiError::SessionExpired)?
                     .to_owned();
                 session_key = Some(s.key_hash);
-                (Some(token), Some(s.record.sub))
+                (Some(token), Some(s.record.sub.clone()))
             }
             None => {
                 let (token, sub) = legacy_identity(&req, state, client)

@@ -5,6 +5,7 @@
 //! rotated meanwhile by a concurrent request (and the IdP then revokes the family).
 //! Here every write is a targeted statement: create, touch, compare-and-set of tokens.
 
+pub mod cache;
 pub mod crypto;
 pub mod redis;
 pub mod sql;

@@ -12,6 +12,7 @@ use super::store::Stored;
 /// Redis side of the store.
 #[derive(Clone)]
 pub struct RedisSessions {
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
 }
@@ -23,6 +24,7 @@ redis.call('HSET', KEYS[1], 'tokens', ARGV[2], 'token_expires_at', ARGV[3], 'ver
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'name', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'email', ARGV[5]) end
 redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', KEYS[3], ARGV[6])
 return 1
 ";
 
@@ -51,13 +53,24 @@ impl RedisSessions {
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(2))
             .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .context("cannot connect to Redis")?;
         Ok(Self {
+            client,
             conn,
             prefix: prefix.to_owned(),
         })
+    }
+
+    /// The client, for the session-change subscription.
+    pub fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
+    /// Where deletes and token updates announce the key hash they changed.
+    pub fn changes_channel(&self) -> String {
+        format!("{}{}", self.prefix, super::cache::CHANNEL)
     }
 
     fn key(&self, kind: &str, v: &str) -> String {
@@ -206,11 +219,13 @@ impl RedisSessions {
         let done: i64 = Script::new(UPDATE_TOKENS)
             .key(self.key("s", key_hash))
             .key(self.key("lease", key_hash))
+            .key(self.changes_channel())
             .arg(expected_version)
             .arg(sealed)
             .arg(token_expires_at)
             .arg(name.unwrap_or(""))
             .arg(email.unwrap_or(""))
+            .arg(key_hash)
             .invoke_async(&mut c)
             .await
             .context("update session tokens")?;
@@ -242,11 +257,9 @@ impl RedisSessions {
         Ok(())
     }
 
-    /// Deletes a session and its index entries.
+    /// Deletes a session and its index entries, and tells every replica's cache.
     pub async fn delete(&self, key_hash: &str) -> anyhow::Result<()> {
-        let Some(s) = self.load(key_hash).await? else {
-            return Ok(());
-        };
+        let s = self.load(key_hash).await?;
         let mut c = self.conn.clone();
         let mut p = redis::pipe();
         p.atomic()
@@ -254,10 +267,13 @@ impl RedisSessions {
             .ignore()
             .del(self.key("lease", key_hash))
             .ignore()
-            .srem(self.key("u", &s.sub), key_hash)
+            .publish(self.changes_channel(), key_hash)
             .ignore();
-        if let Some(sid) = &s.sid {
-            p.srem(self.key("d", sid), key_hash).ignore();
+        if let Some(s) = &s {
+            p.srem(self.key("u", &s.sub), key_hash).ignore();
+            if let Some(sid) = &s.sid {
+                p.srem(self.key("d", sid), key_hash).ignore();
+            }
         }
         p.query_async::<()>(&mut c).await.context("delete session")?;
         Ok(())

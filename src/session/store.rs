@@ -2,7 +2,15 @@
 //! and redeemed one-time values always in SQL. Tokens are sealed here, before any backend
 //! sees them.
 
-use super::{crypto::Keys, redis::RedisSessions, sql::SqlStore, SessionRecord, Tokens};
+use std::sync::Arc;
+
+use super::{
+    cache::{self, SessionCache},
+    crypto::Keys,
+    redis::RedisSessions,
+    sql::SqlStore,
+    SessionRecord, Tokens,
+};
 
 /// A session as the backends keep it: tokens sealed.
 #[derive(Clone)]
@@ -46,54 +54,13 @@ enum Sessions {
     Redis(RedisSessions),
 }
 
-/// A short-lived copy of recently loaded sessions, so the hot path skips the store.
-/// Changes made through this process drop the entry at once; changes made by another
-/// replica (sign-out, revocation) are seen after at most `ttl`. Off when `ttl` is zero.
-struct Cache {
-    ttl: std::time::Duration,
-    map: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, SessionRecord)>>,
-}
-
-impl Cache {
-    fn get(&self, key_hash: &str) -> Option<SessionRecord> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key_hash)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, r)| r.clone())
-    }
-
-    fn put(&self, key_hash: &str, r: &SessionRecord) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= 100_000 {
-            let ttl = self.ttl;
-            map.retain(|_, (at, _)| at.elapsed() < ttl);
-        }
-        map.insert(key_hash.to_owned(), (std::time::Instant::now(), r.clone()));
-    }
-
-    fn forget(&self, key_hash: &str) {
-        if !self.ttl.is_zero() {
-            self.map
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(key_hash);
-        }
-    }
-}
-
 /// Sessions, redeemed one-time values and the audit log.
 #[derive(Clone)]
 pub struct SessionStore {
     sql: SqlStore,
     sessions: Sessions,
     keys: Keys,
-    cache: std::sync::Arc<Cache>,
+    cache: Arc<SessionCache>,
 }
 
 /// An event written to the audit log.
@@ -112,7 +79,8 @@ pub struct AuditEvent<'a> {
 
 impl SessionStore {
     /// Connects the SQL database (migrating it) and, with `redis = Some((url, prefix))`, Redis;
-    /// `cache_ttl` > 0 keeps loaded sessions in memory that long.
+    /// `cache_ttl` > 0 keeps loaded sessions in memory that long, and starts following the
+    /// store's change notifications (see [`super::cache`]).
     pub async fn connect(
         database_url: &str,
         redis: Option<(&str, &str)>,
@@ -124,10 +92,22 @@ impl SessionStore {
             Some((url, prefix)) => Sessions::Redis(RedisSessions::connect(url, prefix).await?),
             None => Sessions::Sql,
         };
-        let cache = std::sync::Arc::new(Cache {
-            ttl: cache_ttl,
-            map: Default::default(),
-        });
+        let notified = match &sessions {
+            Sessions::Redis(_) => true,
+            Sessions::Sql => database_url.starts_with("postgres"),
+        };
+        let cache = Arc::new(SessionCache::new(cache_ttl, !notified));
+        if !cache_ttl.is_zero() {
+            match &sessions {
+                Sessions::Redis(r) => {
+                    cache::follow(&cache, cache::Source::Redis(r.client(), r.changes_channel()));
+                }
+                Sessions::Sql if notified => {
+                    cache::follow(&cache, cache::Source::Postgres(database_url.to_owned()));
+                }
+                Sessions::Sql => {}
+            }
+        }
         Ok(Self {
             sql,
             sessions,
@@ -136,16 +116,27 @@ impl SessionStore {
         })
     }
 
-    /// Like [`SessionStore::load`], served from the in-process cache when fresh enough.
-    pub async fn load_cached(&self, key_hash: &str) -> anyhow::Result<Option<SessionRecord>> {
-        if let Some(r) = self.cache.get(key_hash) {
-            return Ok(Some(r));
-        }
-        let r = self.load(key_hash).await?;
+    /// Like [`SessionStore::load`], served from the in-process cache when fresh enough. A
+    /// cached copy that looks expired is read again: another replica may have touched it.
+    pub async fn load_cached(&self, key_hash: &str) -> anyhow::Result<Option<Arc<SessionRecord>>> {
+        let epoch = match self.cache.get(key_hash) {
+            Ok(r) if r.is_live(super::now()) => return Ok(Some(r)),
+            Ok(_) => {
+                self.cache.forget(key_hash);
+                return Ok(self.load(key_hash).await?.map(Arc::new));
+            }
+            Err(epoch) => epoch,
+        };
+        let r = self.load(key_hash).await?.map(Arc::new);
         if let Some(r) = &r {
-            self.cache.put(key_hash, r);
+            self.cache.put(key_hash, r.clone(), epoch);
         }
         Ok(r)
+    }
+
+    /// Whether loads are being served from the in-process cache.
+    pub fn cache_is_serving(&self) -> bool {
+        self.cache.is_serving()
     }
 
     /// Whether every backend answers.

@@ -76,7 +76,15 @@ async fn session_store_outage_gives_503_and_service_resumes_when_it_is_back() {
     assert_eq!(app.get("/api/auth/me").await.status, 200);
 
     redis.stop();
-    let api = app.post_api("/api/chatkit", r#"{"type":"threads.list"}"#).await;
+    // The session cache is dropped as soon as its subscription to Redis breaks.
+    let mut api = app.post_api("/api/chatkit", r#"{"type":"threads.list"}"#).await;
+    for _ in 0..100 {
+        if api.status != 200 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        api = app.post_api("/api/chatkit", r#"{"type":"threads.list"}"#).await;
+    }
     assert_eq!(api.status, 503, "{}", api.text());
     assert_eq!(api.json()["error"], "session_store_unavailable");
     let page = app.get("/dashboard").await;

@@ -38,14 +38,36 @@ async fn sign_in_on_a_chat_on_b_log_out_on_b(store: &[(&str, &str)]) {
     let (a, b) = replicas(store).await;
     a.login_as(0, "/dashboard").await;
     share_cookie(&a, &b);
+    // A has now loaded (and, with a session cache, kept) the session.
+    assert_eq!(a.post_api("/api/chatkit", LIST).await.status, 200);
     assert_eq!(b.get("/api/auth/me").await.json()["name"], "Alice Example");
     let r = b.post_api("/api/chatkit", LIST).await;
     assert_eq!(r.status, 200, "chat through B: {}", r.text());
     assert_eq!(b.logout().await.status, 200);
-    let r = a.get("/api/auth/me").await;
-    assert_eq!(r.status, 401, "A rejects the cookie at once");
-    assert_eq!(a.post_api("/api/chatkit", LIST).await.status, 401);
+    signed_out_soon(&a).await;
 }
+
+/// With PostgreSQL or Redis the store's notification reaches a replica's cache a moment
+/// after the delete commits; the cache's TTL (a minute in these tests) cannot be what ends it.
+async fn signed_out_soon(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let status = app.get("/api/auth/me").await.status;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the signed-out cookie is still accepted"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.post_api("/api/chatkit", LIST).await.status, 401);
+}
+
+/// Keeps sessions in memory for a minute: only the store's notifications can end them early.
+const LONG_CACHE: (&str, &str) = ("SESSION_CACHE_MS", "60000");
 
 async fn concurrent_refresh_on_two_replicas_refreshes_once(store: &[(&str, &str)]) {
     let (a, b) = replicas(store).await;
@@ -72,11 +94,19 @@ async fn concurrent_refresh_on_two_replicas_refreshes_once(store: &[(&str, &str)
     );
     assert_eq!(a.get("/api/auth/me").await.status, 200);
     assert_eq!(b.get("/api/auth/me").await.status, 200);
-    // The refresh-token family is intact: the next refresh works too.
+    // The refresh-token family is intact: the next refresh works too (once B's cache has
+    // heard of the update, when the store sends notifications).
     a.expire_token().await;
-    assert_eq!(b.post_api("/api/chatkit", LIST).await.status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while a.demo().refresh_count() < before + 2 {
+        assert!(std::time::Instant::now() < deadline, "B never refreshed");
+        assert_eq!(b.post_api("/api/chatkit", LIST).await.status, 200);
+    }
     assert_eq!(a.demo().refresh_count(), before + 2);
 }
+
+/// SQLite sends no change notifications: processes sharing one file run without the cache.
+const NO_CACHE: (&str, &str) = ("SESSION_CACHE_MS", "0");
 
 fn shared_sqlite() -> (String, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("taskflow-bff-replicas-{}", uuid::Uuid::new_v4()));
@@ -87,14 +117,14 @@ fn shared_sqlite() -> (String, std::path::PathBuf) {
 #[actix_web::test]
 async fn sqlite_replicas_share_sign_in_and_sign_out() {
     let (url, dir) = shared_sqlite();
-    sign_in_on_a_chat_on_b_log_out_on_b(&[("DATABASE_URL", &url)]).await;
+    sign_in_on_a_chat_on_b_log_out_on_b(&[("DATABASE_URL", &url), NO_CACHE]).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[actix_web::test]
 async fn sqlite_replicas_refresh_once() {
     let (url, dir) = shared_sqlite();
-    concurrent_refresh_on_two_replicas_refreshes_once(&[("DATABASE_URL", &url)]).await;
+    concurrent_refresh_on_two_replicas_refreshes_once(&[("DATABASE_URL", &url), NO_CACHE]).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -133,8 +163,20 @@ async fn postgres_replicas_share_sessions_and_refresh_once() {
     let Some((url, name)) = fresh_postgres().await else {
         return;
     };
-    sign_in_on_a_chat_on_b_log_out_on_b(&[("DATABASE_URL", &url)]).await;
-    concurrent_refresh_on_two_replicas_refreshes_once(&[("DATABASE_URL", &url)]).await;
+    sign_in_on_a_chat_on_b_log_out_on_b(&[("DATABASE_URL", &url), LONG_CACHE]).await;
+    concurrent_refresh_on_two_replicas_refreshes_once(&[("DATABASE_URL", &url), LONG_CACHE]).await;
+
+    // An operator ending every session by hand reaches the replicas' caches too.
+    let a = spawn_app_with(&[("DATABASE_URL", &url), LONG_CACHE]).await;
+    a.login_as(0, "/dashboard").await;
+    assert_eq!(a.post_api("/api/chatkit", LIST).await.status, 200);
+    let pool = sqlx::PgPool::connect(&url).await.expect("postgres");
+    sqlx::query("DELETE FROM sessions")
+        .execute(&pool)
+        .await
+        .expect("delete");
+    pool.close().await;
+    signed_out_soon(&a).await;
     drop_postgres(&name).await;
 }
 
@@ -179,6 +221,7 @@ async fn redis_replicas_share_sessions_and_refresh_once() {
         ("REDIS_URL", url.as_str()),
         ("REDIS_PREFIX", prefix.as_str()),
         ("DATABASE_URL", db.as_str()),
+        LONG_CACHE,
     ];
     sign_in_on_a_chat_on_b_log_out_on_b(&store).await;
     concurrent_refresh_on_two_replicas_refreshes_once(&store).await;

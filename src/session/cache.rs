@@ -1,0 +1,290 @@
+//! A short-lived in-process copy of recently loaded sessions, so the hot path of the proxy
+//! skips the store (a SQL round trip and an AES-GCM open per request otherwise).
+//!
+//! Revocation stays correct across replicas because every change that can end or alter a
+//! session is announced by the store and drops the entry everywhere:
+//! - this process's own writes drop the entry before they return;
+//! - PostgreSQL: a trigger sends `NOTIFY` on every delete and token update of a session row,
+//!   whoever made it (another replica, an operator's `DELETE`), and each replica `LISTEN`s;
+//! - Redis: deletes and token updates `PUBLISH` the key hash in the same transaction, and
+//!   each replica subscribes.
+//!
+//! While a replica's listener is not connected (starting, or the connection dropped and
+//! notifications may have been missed), its cache is emptied and bypassed. SQLite has no
+//! notifications: it is the one-replica store, and processes that share one SQLite file see
+//! each other's sign-outs within the TTL (`SESSION_CACHE_MS`).
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, Weak,
+    },
+    time::{Duration, Instant},
+};
+
+use super::SessionRecord;
+
+/// Channel (PostgreSQL) and channel suffix (Redis) of session-change notifications.
+pub const CHANNEL: &str = "taskflow_bff_sessions";
+
+/// Most entries kept; past it, stale entries are swept and then the map is cleared.
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, (Instant, Arc<SessionRecord>)>,
+    /// Bumped by every invalidation, so a load that raced one is not cached.
+    epoch: u64,
+}
+
+/// Recently loaded sessions by key hash; see the module docs for how entries are dropped.
+pub struct SessionCache {
+    ttl: Duration,
+    entries: Mutex<Entries>,
+    /// Whether invalidations are being received (always true when none are needed).
+    following: AtomicBool,
+    /// Dropped with the cache, which ends its follower.
+    alive: tokio::sync::watch::Sender<()>,
+}
+
+impl SessionCache {
+    /// A cache keeping entries `ttl` (off when zero); `following` is false until a listener
+    /// reports that it receives the store's notifications.
+    pub fn new(ttl: Duration, following: bool) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::default(),
+            following: AtomicBool::new(following),
+            alive: tokio::sync::watch::Sender::new(()),
+        }
+    }
+
+    /// Resolves when the cache is dropped.
+    fn dropped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.alive.subscribe();
+        async move { while rx.changed().await.is_ok() {} }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enabled(&self) -> bool {
+        !self.ttl.is_zero() && self.following.load(Ordering::Acquire)
+    }
+
+    /// A fresh entry, or the epoch to pass to [`SessionCache::put`] after loading.
+    pub fn get(&self, key_hash: &str) -> Result<Arc<SessionRecord>, u64> {
+        let entries = self.lock();
+        if !self.enabled() {
+            return Err(entries.epoch);
+        }
+        match entries.map.get(key_hash) {
+            Some((at, r)) if at.elapsed() < self.ttl => Ok(r.clone()),
+            _ => Err(entries.epoch),
+        }
+    }
+
+    /// Keeps `r`, unless an invalidation happened since `epoch` was read.
+    pub fn put(&self, key_hash: &str, r: Arc<SessionRecord>, epoch: u64) {
+        if !self.enabled() {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.epoch != epoch {
+            return;
+        }
+        if entries.map.len() >= MAX_ENTRIES {
+            let ttl = self.ttl;
+            entries.map.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.map.len() >= MAX_ENTRIES {
+                entries.map.clear();
+            }
+        }
+        entries.map.insert(key_hash.to_owned(), (Instant::now(), r));
+    }
+
+    /// Drops one session (it changed or ended).
+    pub fn forget(&self, key_hash: &str) {
+        let mut entries = self.lock();
+        entries.epoch += 1;
+        entries.map.remove(key_hash);
+    }
+
+    /// Starts or stops serving from the cache; either way, what it holds is dropped.
+    pub fn set_following(&self, following: bool) {
+        let mut entries = self.lock();
+        entries.epoch += 1;
+        entries.map.clear();
+        self.following.store(following, Ordering::Release);
+    }
+
+    /// Whether the cache would be used.
+    pub fn is_serving(&self) -> bool {
+        self.enabled()
+    }
+}
+
+/// Starts following the store's notifications until `cache` is dropped.
+///
+/// A tokio task, not a task of actix's local set: sqlx's listener spawns from its `Drop`,
+/// which must happen where a runtime is current (actix drops its local tasks outside it).
+pub fn follow(cache: &Arc<SessionCache>, source: Source) {
+    let dropped = cache.dropped();
+    let weak = Arc::downgrade(cache);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = dropped => {}
+            _ = follow_source(weak, source) => {}
+        }
+    });
+}
+
+/// Where session changes are announced.
+pub enum Source {
+    /// PostgreSQL `NOTIFY` on [`CHANNEL`], from the database URL.
+    Postgres(String),
+    /// Redis `PUBLISH` on the given channel.
+    Redis(redis::Client, String),
+}
+
+fn forget(cache: &Weak<SessionCache>, key_hash: &str) {
+    if let Some(c) = cache.upgrade() {
+        c.forget(key_hash);
+    }
+}
+
+fn set_following(cache: &Weak<SessionCache>, following: bool) {
+    if let Some(c) = cache.upgrade() {
+        c.set_following(following);
+    }
+}
+
+async fn follow_source(cache: Weak<SessionCache>, source: Source) {
+    use futures_util::StreamExt;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let outcome = match &source {
+            Source::Postgres(url) => {
+                let listening = async {
+                    let mut l = sqlx::postgres::PgListener::connect(url).await?;
+                    l.listen(CHANNEL).await?;
+                    Ok::<_, sqlx::Error>(l)
+                };
+                match listening.await {
+                    Ok(mut l) => {
+                        set_following(&cache, true);
+                        delay = Duration::from_millis(200);
+                        // `try_recv` answers `None` when the connection dropped: notifications
+                        // may have been missed, so stop serving until listening again.
+                        while let Ok(Some(n)) = l.try_recv().await {
+                            forget(&cache, n.payload());
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Source::Redis(client, channel) => {
+                let subscribed = async {
+                    let mut p = client.get_async_pubsub().await?;
+                    p.subscribe(channel).await?;
+                    Ok::<_, redis::RedisError>(p)
+                };
+                match subscribed.await {
+                    Ok(mut p) => {
+                        set_following(&cache, true);
+                        delay = Duration::from_millis(200);
+                        let mut messages = p.on_message();
+                        while let Some(m) = messages.next().await {
+                            if let Ok(key_hash) = m.get_payload::<String>() {
+                                forget(&cache, &key_hash);
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        set_following(&cache, false);
+        match outcome {
+            Ok(()) => {
+                tracing::warn!("lost the session-change listener; session cache bypassed until it is back")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for session changes; session cache bypassed"),
+        }
+        if cache.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Tokens;
+
+    fn record() -> Arc<SessionRecord> {
+        Arc::new(SessionRecord {
+            id: "s".into(),
+            sub: "alice".into(),
+            sid: None,
+            name: None,
+            email: None,
+            tokens: Tokens {
+                id_token: "i".into(),
+                access_token: Some("a".into()),
+                refresh_token: None,
+                expires_at: 0,
+            },
+            version: 0,
+            created_at: 0,
+            last_seen: 0,
+            idle_expires_at: i64::MAX,
+            expires_at: i64::MAX,
+            user_agent: None,
+            ip: None,
+        })
+    }
+
+    #[test]
+    fn a_load_that_raced_an_invalidation_is_not_kept() {
+        let c = SessionCache::new(Duration::from_secs(60), true);
+        let epoch = c.get("k").expect_err("empty");
+        c.forget("k"); // another replica ended the session while we were loading
+        c.put("k", record(), epoch);
+        assert!(c.get("k").is_err());
+        let epoch = c.get("k").expect_err("still empty");
+        c.put("k", record(), epoch);
+        assert!(c.get("k").is_ok());
+    }
+
+    #[test]
+    fn nothing_is_served_while_not_following() {
+        let c = SessionCache::new(Duration::from_secs(60), true);
+        let epoch = c.get("k").expect_err("empty");
+        c.put("k", record(), epoch);
+        c.set_following(false);
+        assert!(c.get("k").is_err());
+        c.set_following(true);
+        assert!(c.get("k").is_err(), "what was held before the gap is dropped");
+    }
+
+    #[test]
+    fn entries_expire_after_the_ttl_and_zero_turns_it_off() {
+        let c = SessionCache::new(Duration::from_millis(20), true);
+        let epoch = c.get("k").expect_err("empty");
+        c.put("k", record(), epoch);
+        assert!(c.get("k").is_ok());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(c.get("k").is_err());
+        let off = SessionCache::new(Duration::ZERO, true);
+        off.put("k", record(), 0);
+        assert!(off.get("k").is_err());
+    }
+}
