@@ -10,7 +10,8 @@
 //!
 //! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
 //! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20), BENCH_HELD_STREAMS (a second
-//! RSS measurement, e.g. 10000), BENCH_SESSION_CACHE_MS and BENCH_BFF_LOG (passed to the BFF).
+//! RSS measurement, e.g. 10000), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
+//! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG).
 //! nginx (the reference column) is installed from Debian's packages if missing.
 
 use std::{
@@ -193,17 +194,22 @@ fn start_bff(upstream: u16) -> Bff {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("taskflow-bff-bench-{port}"));
     std::fs::create_dir_all(&dir).expect("dir");
-    let child = Command::new(env!("CARGO_BIN_EXE_taskflow-bff"))
-        .env_clear()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskflow-bff"));
+    cmd.env_clear();
+    for (knob, var) in [
+        ("BENCH_SESSION_CACHE_MS", "SESSION_CACHE_MS"),
+        ("BENCH_WORKERS", "WORKERS"),
+    ] {
+        if let Ok(v) = std::env::var(knob) {
+            cmd.env(var, v);
+        }
+    }
+    let child = cmd
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", format!("sqlite://{}/bench.db", dir.display()))
         .env("CHATKIT_URL", format!("http://127.0.0.1:{upstream}/chatkit"))
         .env("DEMO_TOKEN_TTL_SECS", "3600")
-        .env(
-            "SESSION_CACHE_MS",
-            std::env::var("BENCH_SESSION_CACHE_MS").unwrap_or_else(|_| "0".into()),
-        )
         .env(
             "RUST_LOG",
             std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),
@@ -228,6 +234,25 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user + system, in clock ticks of 10 ms) used so far by `pid` and its children
+/// processes (nginx's workers).
+fn cpu_ticks(pid: u32) -> u64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    own + children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .map(cpu_ticks)
+        .sum::<u64>()
 }
 
 fn client() -> awc::Client {
@@ -489,7 +514,7 @@ fn main() {
             "taskflow-bff proxy benchmark ({} cores; loopback; BFF log level {}; SESSION_CACHE_MS {})",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),
-            std::env::var("BENCH_SESSION_CACHE_MS").unwrap_or_else(|_| "0".into())
+            std::env::var("BENCH_SESSION_CACHE_MS").unwrap_or_else(|_| "default".into())
         );
         println!(
             "{:<44} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -511,11 +536,19 @@ fn main() {
             }
         };
         let (d_rps, d50, d99, de) = json_load(&direct, requests, 64).await;
+        let nginx_pid = nginx.as_ref().map(|n| n.child.id());
+        let n_cpu = nginx_pid.map(cpu_ticks);
         let (n_rps, n50, n99, ne) = match &ngx {
             Some(n) => json_load(n, requests, 64).await,
             None => (f64::NAN, f64::NAN, f64::NAN, 0),
         };
+        let n_cpu = match (nginx_pid, n_cpu) {
+            (Some(p), Some(before)) => (cpu_ticks(p) - before) as f64 * 1e4 / requests as f64,
+            _ => f64::NAN,
+        };
+        let b_cpu = cpu_ticks(pid);
         let (b_rps, b50, b99, be) = json_load(&via, requests, 64).await;
+        let b_cpu = (cpu_ticks(pid) - b_cpu) as f64 * 1e4 / requests as f64;
         row(
             format!("JSON req/s ({requests} req, 64 conc.)"),
             d_rps,
@@ -523,6 +556,7 @@ fn main() {
             b_rps,
             true,
         );
+        row("JSON proxy CPU µs per request".into(), 0.0, n_cpu, b_cpu, false);
         row("JSON p50 latency ms (BFF minus)".into(), d50, n50, b50, false);
         row("JSON p99 latency ms (BFF minus)".into(), d99, n99, b99, false);
         for n in [1, streams] {

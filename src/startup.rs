@@ -16,12 +16,13 @@ use tracing_actix_web::TracingLogger;
 use url::Url;
 
 use crate::{
-    auth::{self, provider::Provider, refresh::RefreshLocks},
+    auth::{self, provider::Provider},
     config::{OidcSettings, Settings, TokenAuthMethod},
     dashboard, demo,
     error::{html_page, json_error},
     health,
     proxy::{self, forward::ProxyClient, ProxyRoutes},
+    session::locks::KeyedLocks,
     session::{
         crypto::{random_token, Keys},
         SessionStore,
@@ -139,7 +140,7 @@ impl Application {
             provider: provider.clone(),
             demo: demo_idp.clone(),
             routes,
-            refresh_locks: RefreshLocks::default(),
+            refresh_locks: KeyedLocks::default(),
         });
 
         let app_state = state.clone();

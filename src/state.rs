@@ -5,10 +5,11 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::{
-    auth::{provider::Provider, refresh::RefreshLocks},
+    auth::provider::Provider,
     config::Settings,
     demo::DemoIdp,
     proxy::ProxyRoutes,
+    session::locks::KeyedLocks,
     session::{crypto::Keys, SessionStore},
 };
 
@@ -39,7 +40,7 @@ pub struct AppState {
     /// Where the proxied routes go.
     pub routes: ProxyRoutes,
     /// One refresh per session at a time.
-    pub refresh_locks: RefreshLocks,
+    pub refresh_locks: KeyedLocks,
 }
 
 impl AppState {

@@ -206,9 +206,7 @@ pub async fn forward(
 
     let url = target_url(&upstream.base, tail, req.query_string());
     let mut up = client.0.request(req.method().clone(), &url).no_decompress();
-    for (k, v) in headers.iter() {
-        up = up.append_header((k.clone(), v.clone()));
-    }
+    *up.headers_mut() = headers;
     let overflowed = Rc::new(Cell::new(false));
     let body = LimitedBody::new(payload, limit, overflowed.clone());
     let asked = std::time::Instant::now();
@@ -249,22 +247,29 @@ pub async fn forward(
 
     crate::metrics::METRICS.observe_upstream(asked.elapsed());
     let status = res.status();
-    let mut out = HttpResponse::build(status);
-    let resp_headers = downstream_response_headers(res.headers());
+    let mut resp_headers = downstream_response_headers(res.headers());
     let sse = resp_headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    for (k, v) in resp_headers.iter() {
-        out.append_header((k.clone(), v.clone()));
-    }
     if sse {
-        out.insert_header((header::CACHE_CONTROL, "no-cache"));
-        out.insert_header(("x-accel-buffering", "no"));
+        resp_headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-cache"),
+        );
+        resp_headers.insert(
+            header::HeaderName::from_static("x-accel-buffering"),
+            header::HeaderValue::from_static("no"),
+        );
     }
+    // The headers are moved into the response, not copied again.
+    let respond = move |mut out: HttpResponse| {
+        *out.headers_mut() = resp_headers;
+        out
+    };
     if req.method() == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
     {
-        return Ok(out.finish());
+        return Ok(respond(HttpResponse::new(status)));
     }
     let length: Option<u64> = res
         .headers()
@@ -278,8 +283,9 @@ pub async fn forward(
             .get(header::TRANSFER_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let mut body =
-        UpstreamBody::new(res, settings.upstream_idle_timeout, heartbeat).eof_is_truncation(framed);
+    let mut body = UpstreamBody::new(res, settings.upstream_idle_timeout, heartbeat)
+        .eof_is_truncation(framed)
+        .log_end(sse);
     if let (true, Some(key), Some(every)) = (sse, session_key, settings.stream_revalidate) {
         let store = state.store.clone();
         body = body.revalidate(every, move || {
@@ -295,10 +301,11 @@ pub async fn forward(
             crate::metrics::METRICS.open_streams.fetch_sub(1, Relaxed);
         });
     }
-    Ok(match length {
+    let mut out = HttpResponse::build(status);
+    Ok(respond(match length {
         Some(n) if !sse => out.body(SizedStream::new(n, body)),
         _ => out.streaming(body),
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ pub struct UpstreamBody<S> {
     bytes: u64,
     finished: bool,
     eof_is_truncation: bool,
+    log_end: bool,
     span: tracing::Span,
     on_close: Option<Box<dyn FnOnce(u64, bool)>>,
     revalidate: Option<Revalidate>,
@@ -77,6 +78,7 @@ impl<S> UpstreamBody<S> {
             bytes: 0,
             finished: false,
             eof_is_truncation: false,
+            log_end: false,
             span: tracing::Span::current(),
             on_close: None,
             revalidate: None,
@@ -105,6 +107,13 @@ impl<S> UpstreamBody<S> {
         self
     }
 
+    /// Logs the end of a completed body at info level (for event streams: their end is news;
+    /// a JSON body's is already told by the request's response line).
+    pub fn log_end(mut self, info: bool) -> Self {
+        self.log_end = info;
+        self
+    }
+
     /// Calls `f(bytes, completed)` when the body is dropped (finished, failed or abandoned).
     pub fn on_close(mut self, f: impl FnOnce(u64, bool) + 'static) -> Self {
         self.on_close = Some(Box::new(f));
@@ -121,8 +130,10 @@ impl<S> Drop for UpstreamBody<S> {
     fn drop(&mut self) {
         let (bytes, finished) = (self.bytes, self.finished);
         self.span.in_scope(|| {
-            if finished {
+            if finished && self.log_end {
                 tracing::info!(bytes, "response body sent");
+            } else if finished {
+                tracing::debug!(bytes, "response body sent");
             } else {
                 tracing::info!(
                     bytes,

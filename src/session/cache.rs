@@ -106,11 +106,12 @@ impl SessionCache {
         entries.map.insert(key_hash.to_owned(), (Instant::now(), r));
     }
 
-    /// Drops one session (it changed or ended).
-    pub fn forget(&self, key_hash: &str) {
+    /// Drops one session (it changed or ended); returns the new epoch.
+    pub fn forget(&self, key_hash: &str) -> u64 {
         let mut entries = self.lock();
         entries.epoch += 1;
         entries.map.remove(key_hash);
+        entries.epoch
     }
 
     /// Starts or stops serving from the cache; either way, what it holds is dropped.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{
     cache::{self, SessionCache},
     crypto::Keys,
+    locks::KeyedLocks,
     redis::RedisSessions,
     sql::SqlStore,
     SessionRecord, Tokens,
@@ -61,6 +62,7 @@ pub struct SessionStore {
     sessions: Sessions,
     keys: Keys,
     cache: Arc<SessionCache>,
+    loading: Arc<KeyedLocks>,
 }
 
 /// An event written to the audit log.
@@ -113,18 +115,26 @@ impl SessionStore {
             sessions,
             keys,
             cache,
+            loading: Arc::default(),
         })
     }
 
     /// Like [`SessionStore::load`], served from the in-process cache when fresh enough. A
     /// cached copy that looks expired is read again: another replica may have touched it.
+    /// Concurrent misses for one session wait for a single load (a page opening many
+    /// streams at once would otherwise send them all to the store).
     pub async fn load_cached(&self, key_hash: &str) -> anyhow::Result<Option<Arc<SessionRecord>>> {
+        if let Some(hit) = self.cache_hit(key_hash) {
+            return Ok(Some(hit));
+        }
+        if !self.cache.is_serving() {
+            return Ok(self.load(key_hash).await?.map(Arc::new));
+        }
+        let lock = self.loading.get(key_hash);
+        let _turn = lock.lock().await;
         let epoch = match self.cache.get(key_hash) {
             Ok(r) if r.is_live(super::now()) => return Ok(Some(r)),
-            Ok(_) => {
-                self.cache.forget(key_hash);
-                return Ok(self.load(key_hash).await?.map(Arc::new));
-            }
+            Ok(_) => self.cache.forget(key_hash),
             Err(epoch) => epoch,
         };
         let r = self.load(key_hash).await?.map(Arc::new);
@@ -132,6 +142,10 @@ impl SessionStore {
             self.cache.put(key_hash, r.clone(), epoch);
         }
         Ok(r)
+    }
+
+    fn cache_hit(&self, key_hash: &str) -> Option<Arc<SessionRecord>> {
+        self.cache.get(key_hash).ok().filter(|r| r.is_live(super::now()))
     }
 
     /// Whether loads are being served from the in-process cache.
