@@ -6,7 +6,9 @@
 //! - JSON round trips (~1 KiB response, 64 concurrent clients, keep-alive): req/s, p50/p99;
 //! - SSE per-event latency (receive time minus the upstream's embedded send time) with 1 and
 //!   BENCH_STREAMS concurrent streams, and time to first event;
-//! - the BFF's RSS per open stream with BENCH_STREAMS streams held open.
+//! - the BFF's RSS after start, and per open stream with BENCH_STREAMS streams open and with
+//!   BENCH_HELD_STREAMS streams held for BENCH_HOLD_SECS (default 60), counting the streams
+//!   that fail to open or to deliver their last event.
 //!
 //! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
 //! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20), BENCH_HELD_STREAMS (a second
@@ -78,26 +80,54 @@ async fn sse_events(
         .streaming(body)
 }
 
-fn start_upstream() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(|| {
-                App::new()
-                    .route("/chatkit", web::post().to(json_body))
-                    .route("/chatkit/sse", web::post().to(sse_events))
-            })
-            .workers(1)
-            .backlog(4096)
-            .max_connections(50_000)
-            .listen(listener)
-            .expect("listen")
-            .run()
-            .await
+/// Serves the upstream on `listener` until killed (run in a child process of the bench).
+fn serve_upstream(listener: TcpListener) -> std::io::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(|| {
+            App::new()
+                .route("/chatkit", web::post().to(json_body))
+                .route("/chatkit/sse", web::post().to(sse_events))
         })
-    });
-    port
+        .workers(1)
+        .backlog(4096)
+        .max_connections(50_000)
+        .listen(listener)?
+        .run()
+        .await
+    })
+}
+
+/// The upstream in its own process: the open-file cap is per process, and the load client
+/// and the upstream each hold one socket per stream.
+struct Upstream {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const UPSTREAM_ROLE: &str = "TASKFLOW_BENCH_UPSTREAM_PORT";
+
+fn start_upstream() -> Upstream {
+    let port = free_port();
+    let child = Command::new(std::env::current_exe().expect("bench executable"))
+        .env(UPSTREAM_ROLE, port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the upstream process");
+    let upstream = Upstream { child, port };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return upstream;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("the upstream process did not start");
 }
 
 // ---------- nginx, the reference ----------
@@ -256,9 +286,13 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn client() -> awc::Client {
+    client_with_timeout(Duration::from_secs(30))
+}
+
+fn client_with_timeout(timeout: Duration) -> awc::Client {
     awc::Client::builder()
         .connector(awc::Connector::new().limit(0).timeout(Duration::from_secs(5)))
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .disable_redirects()
         .finish()
 }
@@ -448,45 +482,74 @@ async fn sse_load(t: &Target, streams: usize, events: usize) -> (f64, f64, f64, 
     (pct(&lat, 0.5), pct(&lat, 0.99), pct(&firsts, 0.5), errors)
 }
 
-/// Opens `n` long streams through the BFF and returns its RSS growth per stream (KiB).
-async fn rss_per_stream(t: &Target, pid: u32, n: usize) -> (f64, u64, usize) {
-    let c = client();
+/// Opens `n` streams through the BFF whose second event comes after `hold`; returns the
+/// BFF's RSS growth per stream (KiB), its RSS before, streams that failed to open, and
+/// streams that then failed to deliver their second event and clean end.
+async fn held_streams(t: &Target, pid: u32, n: usize, hold: Duration) -> (f64, u64, usize, usize) {
+    let c = client_with_timeout(hold + Duration::from_secs(60));
     let idle = rss_kib(pid);
     let mut held = Vec::with_capacity(n);
-    let mut errors = 0;
+    let mut failed = 0;
+    let path = format!("/chatkit/sse?n=2&ms={}", hold.as_millis());
     for chunk in (0..n).collect::<Vec<_>>().chunks(200) {
-        let opened = join_all(
-            chunk
-                .iter()
-                .map(|_| request(&c, t, "/chatkit/sse?n=2&ms=60000").send_body("{}")),
-        )
-        .await;
+        let opened = join_all(chunk.iter().map(|_| request(&c, t, &path).send_body("{}"))).await;
         for r in opened {
             match r {
                 Ok(mut r) if r.status().is_success() => {
                     let _ = r.next().await; // the first event: the stream is live end to end
                     held.push(r);
                 }
-                _ => errors += 1,
+                _ => failed += 1,
             }
         }
     }
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     let loaded = rss_kib(pid);
-    drop(held);
-    (loaded.saturating_sub(idle) as f64 / n as f64, idle, errors)
+    // Every held stream must still carry its second event and end cleanly.
+    let ends = join_all(held.into_iter().map(|mut r| async move {
+        let mut text = Vec::new();
+        while let Some(chunk) = r.next().await {
+            match chunk {
+                Ok(b) => text.extend_from_slice(&b),
+                Err(_) => return false,
+            }
+        }
+        String::from_utf8_lossy(&text).contains("sent_ns")
+    }))
+    .await;
+    let broken = ends.iter().filter(|ok| !**ok).count();
+    (
+        loaded.saturating_sub(idle) as f64 / n as f64,
+        idle,
+        failed,
+        broken,
+    )
 }
 
 fn main() {
     let requests = env_usize("BENCH_REQUESTS", 20_000);
     let streams = env_usize("BENCH_STREAMS", 1000);
     let events = env_usize("BENCH_EVENTS", 20);
-    let up = start_upstream();
+    // One socket per stream in the load client and in the upstream: use the hard limit.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    if let Some(port) = std::env::var(UPSTREAM_ROLE)
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind upstream");
+        // std listens with a backlog of 128; bursts of 1,000 connects need more.
+        socket2::SockRef::from(&listener).listen(4096).expect("backlog");
+        serve_upstream(listener).expect("upstream");
+        return;
+    }
+    let upstream = start_upstream();
+    let up = upstream.port;
     let bff = start_bff(up);
     let nginx = start_nginx(up);
     let pid = bff.child.id();
     actix_web::rt::System::new().block_on(async move {
         let cookie = sign_in(&bff.origin).await;
+        let started_rss = rss_kib(pid);
         let direct = Target {
             base: format!("http://127.0.0.1:{up}"),
             headers: vec![("Authorization", "Bearer bench".into())],
@@ -535,6 +598,10 @@ fn main() {
                 );
             }
         };
+        println!(
+            "{:<44} {:>10} {:>10} {:>10}",
+            "BFF RSS KiB after start and sign-in", "", "", started_rss
+        );
         let (d_rps, d50, d99, de) = json_load(&direct, requests, 64).await;
         let nginx_pid = nginx.as_ref().map(|n| n.child.id());
         let n_cpu = nginx_pid.map(cpu_ticks);
@@ -586,20 +653,26 @@ fn main() {
             vec![streams, held]
         };
         for n in counts {
-            let (per, idle, re) = rss_per_stream(&via, pid, n).await;
+            // The larger count is held for BENCH_HOLD_SECS (default 60); the other briefly.
+            let hold = if n == held {
+                Duration::from_secs(env_usize("BENCH_HOLD_SECS", 60) as u64)
+            } else {
+                Duration::from_secs(2)
+            };
+            let (per, before, failed, broken) = held_streams(&via, pid, n, hold).await;
+            let blank = "";
             println!(
-                "{:<44} {:>10} {:>10} {:>10.1}",
-                format!("BFF RSS KiB per open stream ({n})"),
-                "",
-                "",
-                per
+                "{:<44} {blank:>10} {blank:>10} {per:>10.1}",
+                format!("BFF RSS KiB per open stream ({n})")
             );
-            if re > 0 {
-                println!("  streams that failed to open: {re}");
-            }
             println!(
-                "{:<44} {:>10} {:>10} {:>10}",
-                "BFF RSS KiB before opening them", "", "", idle
+                "{:<44} {blank:>10} {blank:>10} {:>10}",
+                format!("  streams failed to open / to end, held {}s", hold.as_secs()),
+                format!("{failed} / {broken}")
+            );
+            println!(
+                "{:<44} {blank:>10} {blank:>10} {before:>10}",
+                "  BFF RSS KiB before opening them"
             );
         }
         println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");

@@ -13,6 +13,11 @@ async fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init(settings.log_format, "info,sqlx=warn,actix_server=warn");
+    // Each open stream holds two sockets; a default soft limit of 1024 would cap us at ~500.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let demo = settings.demo_mode();
     let app = match Application::build(settings).await {
         Ok(app) => app,

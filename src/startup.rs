@@ -3,6 +3,9 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
+/// Pending connections the kernel may queue for us (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
+
 use actix_web::{
     body::{EitherBody, MessageBody},
     dev::{Server, ServiceRequest, ServiceResponse},
@@ -50,6 +53,11 @@ impl Application {
         }
         let listener = TcpListener::bind(settings.bind_addr)
             .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+        // std listens with a backlog of 128: a page opening hundreds of streams at once would
+        // overflow it and wait out a one-second SYN retransmission. Listening again resizes it.
+        socket2::SockRef::from(&listener)
+            .listen(LISTEN_BACKLOG)
+            .context("cannot set the listen backlog")?;
         let port = listener.local_addr()?.port();
         let public_url = match &settings.public_url {
             Some(u) => u.clone(),

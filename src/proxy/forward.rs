@@ -291,7 +291,9 @@ pub async fn forward(
         body = body.revalidate(every, move || {
             let (store, key) = (store.clone(), key.clone());
             // A store that cannot answer does not cut streams: only a missing session does.
-            Box::pin(async move { !matches!(store.load(&key).await, Ok(None)) })
+            // Through the cache: it is told of sign-outs (see `session::cache`), and thousands
+            // of open streams then cost the store one read per session, not one per stream.
+            Box::pin(async move { !matches!(store.load_cached(&key).await, Ok(None)) })
         });
     }
     if sse {

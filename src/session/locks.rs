@@ -1,5 +1,5 @@
 //! Per-session async locks: concurrent requests of one session take turns where only one
-//! of them should do the work (a refresh, a store load on a cache miss).
+//! of them should do the work (a refresh).
 
 use std::{
     collections::HashMap,

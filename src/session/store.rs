@@ -7,7 +7,6 @@ use std::sync::Arc;
 use super::{
     cache::{self, SessionCache},
     crypto::Keys,
-    locks::KeyedLocks,
     redis::RedisSessions,
     sql::SqlStore,
     SessionRecord, Tokens,
@@ -62,8 +61,13 @@ pub struct SessionStore {
     sessions: Sessions,
     keys: Keys,
     cache: Arc<SessionCache>,
-    loading: Arc<KeyedLocks>,
+    loading: Arc<InFlight>,
 }
+
+/// Store loads in progress by key hash; concurrent misses share one.
+type InFlight = std::sync::Mutex<
+    std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Option<Arc<SessionRecord>>>>>,
+>;
 
 /// An event written to the audit log.
 pub struct AuditEvent<'a> {
@@ -130,18 +134,34 @@ impl SessionStore {
         if !self.cache.is_serving() {
             return Ok(self.load(key_hash).await?.map(Arc::new));
         }
-        let lock = self.loading.get(key_hash);
-        let _turn = lock.lock().await;
-        let epoch = match self.cache.get(key_hash) {
-            Ok(r) if r.is_live(super::now()) => return Ok(Some(r)),
-            Ok(_) => self.cache.forget(key_hash),
-            Err(epoch) => epoch,
-        };
-        let r = self.load(key_hash).await?.map(Arc::new);
-        if let Some(r) = &r {
-            self.cache.put(key_hash, r.clone(), epoch);
+        // Waiters are all woken by the one load's result (a lock would hand over one by one).
+        let cell = self
+            .loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key_hash.to_owned())
+            .or_default()
+            .clone();
+        let loaded = cell
+            .get_or_try_init(|| async {
+                let epoch = match self.cache.get(key_hash) {
+                    Ok(r) if r.is_live(super::now()) => return Ok(Some(r)),
+                    Ok(_) => self.cache.forget(key_hash),
+                    Err(epoch) => epoch,
+                };
+                let r = self.load(key_hash).await?.map(Arc::new);
+                if let Some(r) = &r {
+                    self.cache.put(key_hash, r.clone(), epoch);
+                }
+                Ok::<_, anyhow::Error>(r)
+            })
+            .await
+            .cloned();
+        let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        if loading.get(key_hash).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            loading.remove(key_hash);
         }
-        Ok(r)
+        loaded
     }
 
     fn cache_hit(&self, key_hash: &str) -> Option<Arc<SessionRecord>> {
