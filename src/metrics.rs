@@ -177,8 +177,17 @@ pub async fn count_requests(
 }
 
 /// `GET /metrics`.
-pub async fn metrics() -> HttpResponse {
+pub async fn metrics(state: actix_web::web::Data<crate::state::AppState>) -> HttpResponse {
+    let mut out = METRICS.render();
+    let (hits, loads) = state.store.load_counts();
+    let _ = writeln!(
+        out,
+        "# HELP taskflow_session_cache_hits_total Session lookups answered from memory.\n\
+         # TYPE taskflow_session_cache_hits_total counter\ntaskflow_session_cache_hits_total {hits}\n\
+         # HELP taskflow_session_store_loads_total Session reads from the store.\n\
+         # TYPE taskflow_session_store_loads_total counter\ntaskflow_session_store_loads_total {loads}"
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(METRICS.render())
+        .body(out)
 }

@@ -62,6 +62,8 @@ pub struct SessionStore {
     keys: Keys,
     cache: Arc<SessionCache>,
     loading: Arc<InFlight>,
+    /// (cache hits, store reads) of sessions.
+    counts: Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 /// Store loads in progress by key hash; concurrent misses share one.
@@ -120,6 +122,7 @@ impl SessionStore {
             keys,
             cache,
             loading: Arc::default(),
+            counts: Arc::default(),
         })
     }
 
@@ -165,12 +168,17 @@ impl SessionStore {
     }
 
     fn cache_hit(&self, key_hash: &str) -> Option<Arc<SessionRecord>> {
-        self.cache.get(key_hash).ok().filter(|r| r.is_live(super::now()))
+        let hit = self.cache.get(key_hash).ok().filter(|r| r.is_live(super::now()));
+        if hit.is_some() {
+            self.counts[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        hit
     }
 
-    /// Whether loads are being served from the in-process cache.
-    pub fn cache_is_serving(&self) -> bool {
-        self.cache.is_serving()
+    /// Session lookups answered from the cache, and session reads from the store, so far.
+    pub fn load_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.counts[0].load(Relaxed), self.counts[1].load(Relaxed))
     }
 
     /// Whether every backend answers.
@@ -240,6 +248,7 @@ impl SessionStore {
 
     /// Loads a session; one whose tokens do not decrypt counts as absent.
     pub async fn load(&self, key_hash: &str) -> anyhow::Result<Option<SessionRecord>> {
+        self.counts[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stored = match &self.sessions {
             Sessions::Sql => self.sql.load(key_hash).await?,
             Sessions::Redis(r) => r.load(key_hash).await?,

@@ -7,5 +7,6 @@ mod login;
 mod pages;
 mod proxy;
 mod replicas;
+mod session_cache;
 mod sessions;
 mod upstream;
