@@ -73,10 +73,14 @@ pub fn random_token() -> String {
 
 /// Hex SHA-256, the form in which secrets such as session keys are stored.
 pub fn sha256_hex(v: &str) -> String {
-    Sha256::digest(v.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // Runs on every request (the session lookup): no formatting machinery, one allocation.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in Sha256::digest(v.as_bytes()) {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 /// base64url(SHA-256(v)), the PKCE S256 code challenge.
@@ -113,6 +117,14 @@ mod tests {
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn sha256_hex_is_the_lowercase_hex_digest() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 
