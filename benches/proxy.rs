@@ -159,11 +159,16 @@ fn start_nginx(upstream: u16) -> Option<Nginx> {
         .map(str::to_owned)
         .or_else(|| {
             eprintln!("installing nginx-light for the reference column");
-            let ok = Command::new("apt-get")
-                .args(["install", "-y", "-qq", "nginx-light"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success());
+            let apt = |args: &[&str]| {
+                Command::new("apt-get")
+                    .args(args)
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            let install = ["install", "-y", "-qq", "nginx-light"];
+            // A fresh machine has no package lists yet.
+            let ok = apt(&install) || (apt(&["update", "-qq"]) && apt(&install));
             (ok && have("/usr/sbin/nginx")).then(|| "/usr/sbin/nginx".to_owned())
         })?;
     let port = free_port();
@@ -255,15 +260,26 @@ fn start_bff(upstream: u16) -> Bff {
     }
 }
 
+/// RSS of `pid` and its child processes (nginx's workers), in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    let own = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         })
-        .unwrap_or(0)
+        .unwrap_or(0);
+    own + children(pid).map(rss_kib).sum::<u64>()
+}
+
+fn children(pid: u32) -> impl Iterator<Item = u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// CPU time (user + system, in clock ticks of 10 ms) used so far by `pid` and its children
@@ -277,12 +293,7 @@ fn cpu_ticks(pid: u32) -> u64 {
             Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
         })
         .unwrap_or(0);
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    own + children
-        .split_whitespace()
-        .filter_map(|c| c.parse::<u32>().ok())
-        .map(cpu_ticks)
-        .sum::<u64>()
+    own + children(pid).map(cpu_ticks).sum::<u64>()
 }
 
 fn client() -> awc::Client {
@@ -626,6 +637,46 @@ fn main() {
         row("JSON proxy CPU µs per request".into(), 0.0, n_cpu, b_cpu, false);
         row("JSON p50 latency ms (BFF minus)".into(), d50, n50, b50, false);
         row("JSON p99 latency ms (BFF minus)".into(), d99, n99, b99, false);
+        // Memory first, while the heap holds no memory freed by earlier streams (reused, it
+        // would hide the cost of new ones).
+        let held = env_usize("BENCH_HELD_STREAMS", streams);
+        let counts: Vec<usize> = if held == streams {
+            vec![streams]
+        } else {
+            vec![streams, held]
+        };
+        for n in counts {
+            // The larger count is held for BENCH_HOLD_SECS (default 60); the other briefly.
+            let hold = if n == held {
+                Duration::from_secs(env_usize("BENCH_HOLD_SECS", 60) as u64)
+            } else {
+                Duration::from_secs(2)
+            };
+            let (per, before, failed, broken) = held_streams(&via, pid, n, hold).await;
+            // nginx holding the same streams, for reference (briefly).
+            let (n_per, n_failed) = match (&ngx, nginx_pid) {
+                (Some(t), Some(p)) => {
+                    let (per, _, failed, broken) = held_streams(t, p, n, Duration::from_secs(2)).await;
+                    (per, failed + broken)
+                }
+                _ => (f64::NAN, 0),
+            };
+            let blank = "";
+            println!(
+                "{:<44} {blank:>10} {n_per:>10.1} {per:>10.1} {:>10.2}",
+                format!("RSS KiB per open stream ({n})"),
+                per / n_per
+            );
+            println!(
+                "{:<44} {blank:>10} {n_failed:>10} {:>10}",
+                format!("  streams failed to open / to end, held {}s", hold.as_secs()),
+                format!("{failed} / {broken}")
+            );
+            println!(
+                "{:<44} {blank:>10} {blank:>10} {before:>10}",
+                "  BFF RSS KiB before opening them"
+            );
+        }
         for n in [1, streams] {
             let (d50, d99, dfirst, de2) = sse_load(&direct, n, events).await;
             let (n50, n99, nfirst, ne2) = match &ngx {
@@ -645,35 +696,6 @@ fn main() {
             if de2 + ne2 + be2 > 0 {
                 println!("  stream errors: direct {de2}, nginx {ne2}, BFF {be2}");
             }
-        }
-        let held = env_usize("BENCH_HELD_STREAMS", streams);
-        let counts: Vec<usize> = if held == streams {
-            vec![streams]
-        } else {
-            vec![streams, held]
-        };
-        for n in counts {
-            // The larger count is held for BENCH_HOLD_SECS (default 60); the other briefly.
-            let hold = if n == held {
-                Duration::from_secs(env_usize("BENCH_HOLD_SECS", 60) as u64)
-            } else {
-                Duration::from_secs(2)
-            };
-            let (per, before, failed, broken) = held_streams(&via, pid, n, hold).await;
-            let blank = "";
-            println!(
-                "{:<44} {blank:>10} {blank:>10} {per:>10.1}",
-                format!("BFF RSS KiB per open stream ({n})")
-            );
-            println!(
-                "{:<44} {blank:>10} {blank:>10} {:>10}",
-                format!("  streams failed to open / to end, held {}s", hold.as_secs()),
-                format!("{failed} / {broken}")
-            );
-            println!(
-                "{:<44} {blank:>10} {blank:>10} {before:>10}",
-                "  BFF RSS KiB before opening them"
-            );
         }
         println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
     });
