@@ -12,7 +12,8 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format, "info,sqlx=warn,actix_server=warn");
+    // Held to the end of main: dropping it flushes the last lines.
+    let _logs = telemetry::init(settings.log_format, "info,sqlx=warn,actix_server=warn");
     // Each open stream holds two sockets; a default soft limit of 1024 would cap us at ~500.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(open_files = n, "open-file limit"),

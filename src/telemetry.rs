@@ -11,16 +11,34 @@ use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, Env
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber; `RUST_LOG` overrides `default_filter`. A second call is a no-op.
-pub fn init(format: LogFormat, default_filter: &str) {
+/// Keeps the log-writing thread alive; dropping it flushes what is queued.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
+/// Installs the global subscriber; `RUST_LOG` overrides `default_filter`. Lines go to stdout
+/// from a thread of their own, in batches (one write for whatever queued up meanwhile), so
+/// request threads never wait on a slow log pipe; past 128,000 queued lines new ones are
+/// dropped rather than stall the proxy. `None` when a subscriber was already installed.
+pub fn init(format: LogFormat, default_filter: &str) -> Option<LogGuard> {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let ansi = std::io::stdout().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stdout()));
     let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().with_current_span(true).with_span_list(false))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(writer),
+            )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().compact().with_ansi(ansi).with_writer(writer))
+            .try_init(),
     };
+    installed.is_ok().then_some(guard)
 }
 
 /// Root span of every request: request id, method and path. The query string is left

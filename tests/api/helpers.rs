@@ -75,7 +75,11 @@ pub async fn spawn_app() -> TestApp {
 /// Spawns the app in demo mode with extra environment variables.
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
-        taskflow_bff::telemetry::init(taskflow_bff::config::LogFormat::Pretty, "debug,sqlx=warn");
+        // The log writer lives as long as the test process.
+        std::mem::forget(taskflow_bff::telemetry::init(
+            taskflow_bff::config::LogFormat::Pretty,
+            "debug,sqlx=warn",
+        ));
     }
     let dir = std::env::temp_dir().join(format!("taskflow-bff-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
