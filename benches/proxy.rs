@@ -537,6 +537,41 @@ async fn held_streams(t: &Target, pid: u32, n: usize, hold: Duration) -> (f64, u
     )
 }
 
+/// Prints the memory rows for `n` streams through the BFF (held for `hold`) and nginx.
+async fn memory_rows(
+    via: &Target,
+    pid: u32,
+    ngx: Option<&Target>,
+    nginx_pid: Option<u32>,
+    n: usize,
+    hold: Duration,
+) {
+    let (per, before, failed, broken) = held_streams(via, pid, n, hold).await;
+    // nginx holding the same streams, for reference (briefly).
+    let (n_per, n_failed) = match (ngx, nginx_pid) {
+        (Some(t), Some(p)) => {
+            let (per, _, failed, broken) = held_streams(t, p, n, Duration::from_secs(2)).await;
+            (per, failed + broken)
+        }
+        _ => (f64::NAN, 0),
+    };
+    let blank = "";
+    println!(
+        "{:<44} {blank:>10} {n_per:>10.1} {per:>10.1} {:>10.2}",
+        format!("RSS KiB per open stream ({n})"),
+        per / n_per
+    );
+    println!(
+        "{:<44} {blank:>10} {n_failed:>10} {:>10}",
+        format!("  streams failed to open / to end, held {}s", hold.as_secs()),
+        format!("{failed} / {broken}")
+    );
+    println!(
+        "{:<44} {blank:>10} {blank:>10} {before:>10}",
+        "  BFF RSS KiB before opening them"
+    );
+}
+
 fn main() {
     let requests = env_usize("BENCH_REQUESTS", 20_000);
     let streams = env_usize("BENCH_STREAMS", 1000);
@@ -638,45 +673,16 @@ fn main() {
         row("JSON p50 latency ms (BFF minus)".into(), d50, n50, b50, false);
         row("JSON p99 latency ms (BFF minus)".into(), d99, n99, b99, false);
         // Memory first, while the heap holds no memory freed by earlier streams (reused, it
-        // would hide the cost of new ones).
+        // would hide the cost of new ones); the large hold last, as it leaves thousands of idle
+        // keep-alive connections behind.
         let held = env_usize("BENCH_HELD_STREAMS", streams);
-        let counts: Vec<usize> = if held == streams {
-            vec![streams]
+        let hold = Duration::from_secs(env_usize("BENCH_HOLD_SECS", 60) as u64);
+        let short = if held == streams {
+            hold
         } else {
-            vec![streams, held]
+            Duration::from_secs(2)
         };
-        for n in counts {
-            // The larger count is held for BENCH_HOLD_SECS (default 60); the other briefly.
-            let hold = if n == held {
-                Duration::from_secs(env_usize("BENCH_HOLD_SECS", 60) as u64)
-            } else {
-                Duration::from_secs(2)
-            };
-            let (per, before, failed, broken) = held_streams(&via, pid, n, hold).await;
-            // nginx holding the same streams, for reference (briefly).
-            let (n_per, n_failed) = match (&ngx, nginx_pid) {
-                (Some(t), Some(p)) => {
-                    let (per, _, failed, broken) = held_streams(t, p, n, Duration::from_secs(2)).await;
-                    (per, failed + broken)
-                }
-                _ => (f64::NAN, 0),
-            };
-            let blank = "";
-            println!(
-                "{:<44} {blank:>10} {n_per:>10.1} {per:>10.1} {:>10.2}",
-                format!("RSS KiB per open stream ({n})"),
-                per / n_per
-            );
-            println!(
-                "{:<44} {blank:>10} {n_failed:>10} {:>10}",
-                format!("  streams failed to open / to end, held {}s", hold.as_secs()),
-                format!("{failed} / {broken}")
-            );
-            println!(
-                "{:<44} {blank:>10} {blank:>10} {before:>10}",
-                "  BFF RSS KiB before opening them"
-            );
-        }
+        memory_rows(&via, pid, ngx.as_ref(), nginx_pid, streams, short).await;
         for n in [1, streams] {
             let (d50, d99, dfirst, de2) = sse_load(&direct, n, events).await;
             let (n50, n99, nfirst, ne2) = match &ngx {
@@ -696,6 +702,9 @@ fn main() {
             if de2 + ne2 + be2 > 0 {
                 println!("  stream errors: direct {de2}, nginx {ne2}, BFF {be2}");
             }
+        }
+        if held != streams {
+            memory_rows(&via, pid, ngx.as_ref(), nginx_pid, held, hold).await;
         }
         println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
     });
