@@ -128,6 +128,8 @@ pub struct Settings {
     pub upstream_header_timeout: Duration,
     /// Longest silence allowed between two chunks of an upstream body.
     pub upstream_idle_timeout: Duration,
+    /// How long an idle outbound connection may be reused; below the servers' own idle limit.
+    pub upstream_keepalive: Duration,
     /// Interval of `: keep-alive` comments on quiet SSE streams; `None` disables them.
     pub sse_heartbeat: Option<Duration>,
     /// How often an open event stream checks that its session still exists (`None`: never).
@@ -315,6 +317,9 @@ impl Settings {
             upstream_connect_timeout: secs(&get, "UPSTREAM_CONNECT_TIMEOUT_SECS", 5)?,
             upstream_header_timeout: secs(&get, "UPSTREAM_HEADER_TIMEOUT_SECS", 30)?,
             upstream_idle_timeout: secs(&get, "UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
+            // Under the 5 s that uvicorn, Node and actix servers keep idle connections: a
+            // connection the server is closing at that moment would fail the request.
+            upstream_keepalive: secs(&get, "UPSTREAM_KEEPALIVE_SECS", 4)?,
             sse_heartbeat: (!heartbeat.is_zero()).then_some(heartbeat),
             stream_revalidate: {
                 let d = secs(&get, "STREAM_REVALIDATE_SECS", 15)?;

@@ -157,8 +157,9 @@ impl Application {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let connect_timeout = settings.upstream_connect_timeout;
         let header_timeout = settings.upstream_header_timeout;
+        let keepalive = settings.upstream_keepalive;
         let server = HttpServer::new(move || {
-            let client = http_client(connect_timeout, Duration::from_secs(10));
+            let client = http_client(connect_timeout, Duration::from_secs(10), keepalive);
             let csp = csp.clone();
             let mut app = App::new()
                 .wrap(from_fn(move |req, next| {
@@ -168,7 +169,11 @@ impl Application {
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(app_state.clone())
                 .app_data(web::Data::new(client))
-                .app_data(web::Data::new(ProxyClient::new(connect_timeout, header_timeout)))
+                .app_data(web::Data::new(ProxyClient::new(
+                    connect_timeout,
+                    header_timeout,
+                    keepalive,
+                )))
                 .app_data(web::QueryConfig::default().error_handler(|e, req| {
                     let msg = e.to_string();
                     if req.path().starts_with("/api/") {
@@ -232,7 +237,7 @@ impl Application {
 
         // Discovery in the background: in demo mode the provider is this very server.
         actix_web::rt::spawn(async move {
-            let client = http_client(connect_timeout, Duration::from_secs(10));
+            let client = http_client(connect_timeout, Duration::from_secs(10), keepalive);
             for _ in 0..60 {
                 match provider.metadata(&client).await {
                     Ok(_) => return,
@@ -269,9 +274,9 @@ impl Application {
 }
 
 /// An HTTP client for calls to the provider; redirects are never followed.
-pub fn http_client(connect: Duration, response: Duration) -> awc::Client {
+pub fn http_client(connect: Duration, response: Duration, keepalive: Duration) -> awc::Client {
     awc::Client::builder()
-        .connector(awc::Connector::new().timeout(connect))
+        .connector(awc::Connector::new().timeout(connect).conn_keep_alive(keepalive))
         .timeout(response)
         .disable_redirects()
         .finish()

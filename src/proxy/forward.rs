@@ -49,13 +49,14 @@ pub struct ProxyClient(pub awc::Client);
 
 impl ProxyClient {
     /// A client with explicit connect and response-header timeouts, no redirects, no
-    /// default headers and no connection limit (streams hold connections for minutes).
-    pub fn new(connect: Duration, headers: Duration) -> Self {
+    /// default headers and no connection limit (streams hold connections for minutes);
+    /// idle connections are reused for at most `keepalive`.
+    pub fn new(connect: Duration, headers: Duration, keepalive: Duration) -> Self {
         let connector = awc::Connector::new()
             .connector(super::eof::watched_connector())
             .timeout(connect)
             .limit(0)
-            .conn_keep_alive(Duration::from_secs(30));
+            .conn_keep_alive(keepalive);
         Self(
             awc::Client::builder()
                 .connector(connector)

@@ -640,3 +640,18 @@ async fn upstream_connections_are_reused_after_sized_bodies() {
         "one keep-alive connection to the upstream, not one per request: {peers:?}"
     );
 }
+
+#[actix_web::test]
+async fn idle_upstream_connections_are_not_reused_past_the_keepalive() {
+    // Servers drop idle connections after a few seconds (uvicorn and Node after 5): reusing
+    // one they are closing fails the request, so the pool lets go of them first.
+    let (app, _up) = app_with_upstream(&[("UPSTREAM_KEEPALIVE_SECS", "1")]).await;
+    let peer = |r: &crate::helpers::Resp| r.json()["peer"].as_str().expect("peer").to_owned();
+    let first = peer(&app.post_api("/api/chatkit/echo", "{}").await);
+    let soon = peer(&app.post_api("/api/chatkit/echo", "{}").await);
+    assert_eq!(first, soon, "reused while fresh");
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let later = app.post_api("/api/chatkit/echo", "{}").await;
+    assert_eq!(later.status, 200);
+    assert_ne!(peer(&later), first, "a new connection after the keep-alive");
+}
