@@ -82,6 +82,12 @@ impl SqlStore {
                         sqlx::query("PRAGMA busy_timeout = 5000")
                             .execute(&mut *conn)
                             .await?;
+                        // In WAL mode NORMAL syncs at checkpoints, not at every commit: a sign-in
+                        // or a last-seen update no longer waits for the disk. A power cut may
+                        // lose the last few commits, never the file's consistency.
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -291,5 +297,33 @@ impl SqlStore {
         rows.into_iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn sqlite_runs_in_wal_mode_without_a_sync_per_commit() {
+        let dir = std::env::temp_dir().join(format!("taskflow-bff-sql-{}", uuid::Uuid::new_v4()));
+        let store = SqlStore::connect(&format!("sqlite://{}/s.db", dir.display()))
+            .await
+            .expect("connect");
+        let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .expect("journal_mode");
+        let sync: (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .expect("synchronous");
+        assert_eq!(
+            (mode.0.as_str(), sync.0),
+            ("wal", 1),
+            "WAL with synchronous = NORMAL"
+        );
+        store.pool.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
