@@ -32,11 +32,22 @@ pub const CHANNEL: &str = "taskflow_bff_sessions";
 /// Most entries kept; past it, stale entries are swept and then the map is cleared.
 const MAX_ENTRIES: usize = 100_000;
 
-#[derive(Default)]
 struct Entries {
     map: HashMap<String, (Instant, Arc<SessionRecord>)>,
     /// Bumped by every invalidation, so a load that raced one is not cached.
     epoch: u64,
+    /// Expired entries are swept once per TTL, so the map holds about one TTL's sessions.
+    swept: Instant,
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            epoch: 0,
+            swept: Instant::now(),
+        }
+    }
 }
 
 /// Recently loaded sessions by key hash; see the module docs for how entries are dropped.
@@ -96,9 +107,10 @@ impl SessionCache {
         if entries.epoch != epoch {
             return;
         }
-        if entries.map.len() >= MAX_ENTRIES {
-            let ttl = self.ttl;
+        let ttl = self.ttl;
+        if entries.swept.elapsed() >= ttl || entries.map.len() >= MAX_ENTRIES {
             entries.map.retain(|_, (at, _)| at.elapsed() < ttl);
+            entries.swept = Instant::now();
             if entries.map.len() >= MAX_ENTRIES {
                 entries.map.clear();
             }
@@ -120,6 +132,11 @@ impl SessionCache {
         entries.epoch += 1;
         entries.map.clear();
         self.following.store(following, Ordering::Release);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().map.len()
     }
 
     /// Whether the cache would be used.
@@ -284,6 +301,10 @@ mod tests {
         assert!(c.get("k").is_ok());
         std::thread::sleep(Duration::from_millis(30));
         assert!(c.get("k").is_err());
+        // Expired entries do not pile up: the next put after a TTL sweeps them.
+        let epoch = c.get("k2").expect_err("empty");
+        c.put("k2", record(), epoch);
+        assert_eq!(c.len(), 1, "k swept, k2 kept");
         let off = SessionCache::new(Duration::ZERO, true);
         off.put("k", record(), 0);
         assert!(off.get("k").is_err());
