@@ -4,6 +4,7 @@ mod callback_rejections;
 mod drills;
 mod helpers;
 mod login;
+mod oidc_provider;
 mod pages;
 mod proxy;
 mod replicas;
