@@ -144,6 +144,8 @@ pub struct Settings {
     pub chatkit_script_url: String,
     /// The remote-API route table (`REMOTE_ROUTES`, JSON).
     pub remote_routes: Vec<RemoteRoute>,
+    /// Load balancers in front of us (`TRUSTED_PROXIES`): only their `X-Forwarded-For` counts.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Name of the Next.js route's id_token cookie to accept during a migration (`LEGACY_COOKIE`).
     pub legacy_cookie: Option<String>,
     /// How long a stopping server lets open requests and streams finish.
@@ -333,6 +335,21 @@ impl Settings {
             chatkit_script_url: get("CHATKIT_SCRIPT_URL")
                 .unwrap_or("https://cdn.platform.openai.com/deployments/chatkit/chatkit.js")
                 .to_owned(),
+            trusted_proxies: match get("TRUSTED_PROXIES") {
+                None => Vec::new(),
+                Some(v) => v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        p.parse::<ipnet::IpNet>()
+                            .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        ConfigError::new("TRUSTED_PROXIES", "comma-separated addresses or CIDR ranges")
+                    })?,
+            },
             remote_routes: match get("REMOTE_ROUTES") {
                 None => Vec::new(),
                 Some(v) => {
@@ -545,5 +562,23 @@ mod tests {
                 .var,
             "PUBLIC_URL"
         );
+        assert_eq!(
+            parse(&[("TRUSTED_PROXIES", "10.0.0.0/8, lb.internal")])
+                .unwrap_err()
+                .var,
+            "TRUSTED_PROXIES"
+        );
+        assert_eq!(
+            parse(&[("UPSTREAM_KEEPALIVE_SECS", "4.5")]).unwrap_err().var,
+            "UPSTREAM_KEEPALIVE_SECS"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let s = parse(&[("TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1,::1")]).expect("valid");
+        let shown: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.1/32", "::1/128"]);
+        assert!(parse(&[]).expect("defaults").trusted_proxies.is_empty());
     }
 }

@@ -48,4 +48,9 @@ impl AppState {
     pub fn origin(&self) -> &str {
         &self.origin
     }
+
+    /// The browser's address, as `TRUSTED_PROXIES` allows it to be known.
+    pub fn client_ip(&self, req: &actix_web::HttpRequest) -> Option<String> {
+        crate::client_ip::client_ip(req, &self.settings.trusted_proxies).map(|ip| ip.to_string())
+    }
 }

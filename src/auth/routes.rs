@@ -233,7 +233,7 @@ async fn finish_sign_in(
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect()),
-        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        ip: state.client_ip(&req),
     };
     state
         .store
@@ -295,7 +295,7 @@ pub async fn logout(
                 event: "sign_out",
                 sub: Some(&s.record.sub),
                 session_id: Some(&s.record.id),
-                ip: req.peer_addr().map(|a| a.ip().to_string()).as_deref(),
+                ip: state.client_ip(&req).as_deref(),
                 detail: None,
             })
             .await;

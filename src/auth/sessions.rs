@@ -83,7 +83,7 @@ pub async fn end(
             event: "revoke",
             sub: Some(&record.sub),
             session_id: Some(&record.id),
-            ip: req.peer_addr().map(|a| a.ip().to_string()).as_deref(),
+            ip: state.client_ip(&req).as_deref(),
             detail: Some(if hash == me.key_hash {
                 "own session"
             } else {

@@ -196,7 +196,7 @@ pub async fn forward(
     let id = Identity {
         bearer: bearer.as_deref(),
         user_id: user_id.as_deref(),
-        client_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        client_ip: state.client_ip(&req),
         proto: state.public_url.scheme(),
         host: &state.public_host,
         prefix: &upstream.prefix,

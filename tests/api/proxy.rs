@@ -655,3 +655,35 @@ async fn idle_upstream_connections_are_not_reused_past_the_keepalive() {
     assert_eq!(later.status, 200);
     assert_ne!(peer(&later), first, "a new connection after the keep-alive");
 }
+
+/// The X-Forwarded-For the upstream receives when the browser sends its own.
+async fn forwarded_for(extra: &[(&str, &str)]) -> String {
+    let (app, _up) = app_with_upstream(extra).await;
+    let req = app
+        .client
+        .post(format!("{}/api/chatkit", app.origin))
+        .insert_header(("Origin", app.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .insert_header(("X-Forwarded-For", "6.6.6.6, 198.51.100.9"))
+        .insert_header(("Content-Type", "application/json"));
+    let r = app.send(req, Some(b"{}".to_vec())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["headers"]["x-forwarded-for"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    assert_eq!(
+        forwarded_for(&[]).await,
+        "127.0.0.1",
+        "a browser's own header is ignored"
+    );
+    assert_eq!(
+        forwarded_for(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).await,
+        "198.51.100.9",
+        "behind a trusted load balancer, the address it saw"
+    );
+}
