@@ -99,15 +99,7 @@ async fn session_store_outage_gives_503_and_service_resumes_when_it_is_back() {
 
     // Back (empty: this Redis keeps nothing on disk), without restarting the BFF.
     let _redis = PrivateRedis::start(port);
-    let mut ready = false;
-    for _ in 0..50 {
-        if app.get("/readyz").await.status == 200 {
-            ready = true;
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "ready again");
+    assert!(app.becomes_ready(5).await, "ready again");
     assert_eq!(
         app.get("/api/auth/me").await.status,
         401,

@@ -298,6 +298,17 @@ impl TestApp {
         self.get(&callback).await
     }
 
+    /// Whether `/readyz` turns 200 within `secs` seconds.
+    pub async fn becomes_ready(&self, secs: u64) -> bool {
+        for _ in 0..secs * 10 {
+            if self.get("/readyz").await.status == 200 {
+                return true;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     pub async fn logout(&self) -> Resp {
         self.post_api("/api/auth/logout", "").await
     }

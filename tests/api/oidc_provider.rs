@@ -147,15 +147,10 @@ async fn sign_in_and_out_with_node_oidc_provider() {
             .spawn()
             .expect("node runs tests/oidc-provider/provider.mjs"),
     };
-    let mut ready = false;
-    for _ in 0..150 {
-        if app.get("/readyz").await.status == 200 {
-            ready = true;
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the BFF never loaded the provider's metadata");
+    assert!(
+        app.becomes_ready(15).await,
+        "the BFF never loaded the provider's metadata"
+    );
 
     // Our login → the provider's login and consent pages → our callback.
     let login = app.get("/api/auth/login?returnTo=/dashboard").await;
