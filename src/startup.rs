@@ -3,9 +3,6 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-/// Pending connections the kernel may queue for us (capped by `net.core.somaxconn`).
-const LISTEN_BACKLOG: i32 = 4096;
-
 use actix_web::{
     body::{EitherBody, MessageBody},
     dev::{Server, ServiceRequest, ServiceResponse},
@@ -19,13 +16,12 @@ use tracing_actix_web::TracingLogger;
 use url::Url;
 
 use crate::{
-    auth::{self, provider::Provider},
+    auth::{self, provider::Provider, refresh::RefreshLocks},
     config::{OidcSettings, Settings, TokenAuthMethod},
     dashboard, demo,
     error::{html_page, json_error},
     health,
     proxy::{self, forward::ProxyClient, ProxyRoutes},
-    session::locks::KeyedLocks,
     session::{
         crypto::{random_token, Keys},
         SessionStore,
@@ -33,6 +29,9 @@ use crate::{
     state::AppState,
     telemetry::{request_id, RequestSpan},
 };
+
+/// Pending connections the kernel may queue for us (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// A bound, not yet running server.
 pub struct Application {
@@ -148,7 +147,7 @@ impl Application {
             provider: provider.clone(),
             demo: demo_idp.clone(),
             routes,
-            refresh_locks: KeyedLocks::default(),
+            refresh_locks: RefreshLocks::default(),
         });
 
         let app_state = state.clone();

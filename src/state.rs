@@ -5,11 +5,10 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::{
-    auth::provider::Provider,
+    auth::{provider::Provider, refresh::RefreshLocks},
     config::Settings,
     demo::DemoIdp,
     proxy::ProxyRoutes,
-    session::locks::KeyedLocks,
     session::{crypto::Keys, SessionStore},
 };
 
@@ -40,7 +39,7 @@ pub struct AppState {
     /// Where the proxied routes go.
     pub routes: ProxyRoutes,
     /// One refresh per session at a time.
-    pub refresh_locks: KeyedLocks,
+    pub refresh_locks: RefreshLocks,
 }
 
 impl AppState {

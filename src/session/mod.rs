@@ -7,7 +7,6 @@
 
 pub mod cache;
 pub mod crypto;
-pub mod locks;
 pub mod redis;
 pub mod sql;
 pub mod store;
