@@ -24,6 +24,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::{
+    stream::{self, BoxStream},
+    StreamExt,
+};
+
 use super::SessionRecord;
 
 /// Channel (PostgreSQL) and channel suffix (Redis) of session-change notifications.
@@ -86,14 +91,15 @@ impl SessionCache {
         !self.ttl.is_zero() && self.following.load(Ordering::Acquire)
     }
 
-    /// A fresh entry, or the epoch to pass to [`SessionCache::put`] after loading.
+    /// A fresh entry, or the epoch to pass to [`SessionCache::put`] after loading. A copy
+    /// that looks expired is a miss: another replica may have extended the session.
     pub fn get(&self, key_hash: &str) -> Result<Arc<SessionRecord>, u64> {
         let entries = self.lock();
         if !self.enabled() {
             return Err(entries.epoch);
         }
         match entries.map.get(key_hash) {
-            Some((at, r)) if at.elapsed() < self.ttl => Ok(r.clone()),
+            Some((at, r)) if at.elapsed() < self.ttl && r.is_live(super::now()) => Ok(r.clone()),
             _ => Err(entries.epoch),
         }
     }
@@ -168,74 +174,52 @@ pub enum Source {
     Redis(redis::Client, String),
 }
 
-fn forget(cache: &Weak<SessionCache>, key_hash: &str) {
-    if let Some(c) = cache.upgrade() {
-        c.forget(key_hash);
-    }
-}
-
-fn set_following(cache: &Weak<SessionCache>, following: bool) {
-    if let Some(c) = cache.upgrade() {
-        c.set_following(following);
-    }
+/// The store's change notifications as a stream of key hashes. The stream ends when the
+/// connection drops: notifications may have been missed from then on.
+async fn subscribe(source: &Source) -> anyhow::Result<BoxStream<'static, String>> {
+    Ok(match source {
+        Source::Postgres(url) => {
+            let mut l = sqlx::postgres::PgListener::connect(url).await?;
+            l.listen(CHANNEL).await?;
+            // `try_recv` answers `None` (or an error) once the connection is gone.
+            stream::unfold(l, |mut l| async move {
+                let n = l.try_recv().await.ok().flatten()?;
+                Some((n.payload().to_owned(), l))
+            })
+            .boxed()
+        }
+        Source::Redis(client, channel) => {
+            let mut p = client.get_async_pubsub().await?;
+            p.subscribe(channel).await?;
+            p.into_on_message()
+                .filter_map(|m| async move { m.get_payload::<String>().ok() })
+                .boxed()
+        }
+    })
 }
 
 async fn follow_source(cache: Weak<SessionCache>, source: Source) {
-    use futures_util::StreamExt;
+    // Weak: this task must not keep the cache alive (it ends when the cache is dropped).
+    let with = |f: &dyn Fn(&SessionCache)| {
+        if let Some(c) = cache.upgrade() {
+            f(&c);
+        }
+    };
     let mut delay = Duration::from_millis(200);
     loop {
-        let outcome = match &source {
-            Source::Postgres(url) => {
-                let listening = async {
-                    let mut l = sqlx::postgres::PgListener::connect(url).await?;
-                    l.listen(CHANNEL).await?;
-                    Ok::<_, sqlx::Error>(l)
-                };
-                match listening.await {
-                    Ok(mut l) => {
-                        set_following(&cache, true);
-                        delay = Duration::from_millis(200);
-                        // `try_recv` answers `None` when the connection dropped: notifications
-                        // may have been missed, so stop serving until listening again.
-                        while let Ok(Some(n)) = l.try_recv().await {
-                            forget(&cache, n.payload());
-                        }
-                        Ok(())
-                    }
-                    Err(e) => Err(e.to_string()),
+        match subscribe(&source).await {
+            Ok(mut changes) => {
+                with(&|c| c.set_following(true));
+                delay = Duration::from_millis(200);
+                while let Some(key_hash) = changes.next().await {
+                    with(&|c| {
+                        c.forget(&key_hash);
+                    });
                 }
-            }
-            Source::Redis(client, channel) => {
-                let subscribed = async {
-                    let mut p = client.get_async_pubsub().await?;
-                    p.subscribe(channel).await?;
-                    Ok::<_, redis::RedisError>(p)
-                };
-                match subscribed.await {
-                    Ok(mut p) => {
-                        set_following(&cache, true);
-                        delay = Duration::from_millis(200);
-                        let mut messages = p.on_message();
-                        while let Some(m) = messages.next().await {
-                            if let Ok(key_hash) = m.get_payload::<String>() {
-                                forget(&cache, &key_hash);
-                            }
-                        }
-                        Ok(())
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        };
-        set_following(&cache, false);
-        match outcome {
-            Ok(()) => {
-                tracing::warn!("lost the session-change listener; session cache bypassed until it is back")
+                with(&|c| c.set_following(false));
+                tracing::warn!("lost the session-change listener; session cache bypassed until it is back");
             }
             Err(e) => tracing::warn!(error = %e, "cannot listen for session changes; session cache bypassed"),
-        }
-        if cache.strong_count() == 0 {
-            return;
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
@@ -268,6 +252,19 @@ mod tests {
             user_agent: None,
             ip: None,
         })
+    }
+
+    #[test]
+    fn a_copy_that_looks_expired_is_a_miss() {
+        let c = SessionCache::new(Duration::from_secs(60), true);
+        let mut idle = (*record()).clone();
+        idle.idle_expires_at = crate::session::now() - 1;
+        let epoch = c.get("k").expect_err("empty");
+        c.put("k", Arc::new(idle), epoch);
+        assert!(
+            c.get("k").is_err(),
+            "read again: another replica may have extended it"
+        );
     }
 
     #[test]

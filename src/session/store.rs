@@ -2,7 +2,10 @@
 //! and redeemed one-time values always in SQL. Tokens are sealed here, before any backend
 //! sees them.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU64, Ordering::Relaxed},
+    Arc,
+};
 
 use super::{
     cache::{self, SessionCache},
@@ -62,8 +65,14 @@ pub struct SessionStore {
     keys: Keys,
     cache: Arc<SessionCache>,
     loading: Arc<InFlight>,
-    /// (cache hits, store reads) of sessions.
-    counts: Arc<[std::sync::atomic::AtomicU64; 2]>,
+    counts: Arc<LoadCounts>,
+}
+
+/// How session lookups were answered.
+#[derive(Default)]
+struct LoadCounts {
+    hits: AtomicU64,
+    reads: AtomicU64,
 }
 
 /// Store loads in progress by key hash; concurrent misses share one.
@@ -126,12 +135,12 @@ impl SessionStore {
         })
     }
 
-    /// Like [`SessionStore::load`], served from the in-process cache when fresh enough. A
-    /// cached copy that looks expired is read again: another replica may have touched it.
+    /// Like [`SessionStore::load`], served from the in-process cache when fresh enough.
     /// Concurrent misses for one session wait for a single load (a page opening many
     /// streams at once would otherwise send them all to the store).
     pub async fn load_cached(&self, key_hash: &str) -> anyhow::Result<Option<Arc<SessionRecord>>> {
-        if let Some(hit) = self.cache_hit(key_hash) {
+        if let Ok(hit) = self.cache.get(key_hash) {
+            self.counts.hits.fetch_add(1, Relaxed);
             return Ok(Some(hit));
         }
         if !self.cache.is_serving() {
@@ -148,8 +157,7 @@ impl SessionStore {
         let loaded = cell
             .get_or_try_init(|| async {
                 let epoch = match self.cache.get(key_hash) {
-                    Ok(r) if r.is_live(super::now()) => return Ok(Some(r)),
-                    Ok(_) => self.cache.forget(key_hash),
+                    Ok(r) => return Ok(Some(r)),
                     Err(epoch) => epoch,
                 };
                 let r = self.load(key_hash).await?.map(Arc::new);
@@ -167,18 +175,9 @@ impl SessionStore {
         loaded
     }
 
-    fn cache_hit(&self, key_hash: &str) -> Option<Arc<SessionRecord>> {
-        let hit = self.cache.get(key_hash).ok().filter(|r| r.is_live(super::now()));
-        if hit.is_some() {
-            self.counts[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        hit
-    }
-
     /// Session lookups answered from the cache, and session reads from the store, so far.
     pub fn load_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.counts[0].load(Relaxed), self.counts[1].load(Relaxed))
+        (self.counts.hits.load(Relaxed), self.counts.reads.load(Relaxed))
     }
 
     /// Whether every backend answers.
@@ -248,7 +247,7 @@ impl SessionStore {
 
     /// Loads a session; one whose tokens do not decrypt counts as absent.
     pub async fn load(&self, key_hash: &str) -> anyhow::Result<Option<SessionRecord>> {
-        self.counts[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counts.reads.fetch_add(1, Relaxed);
         let stored = match &self.sessions {
             Sessions::Sql => self.sql.load(key_hash).await?,
             Sessions::Redis(r) => r.load(key_hash).await?,
