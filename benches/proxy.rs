@@ -669,7 +669,14 @@ fn main() {
             b_rps,
             true,
         );
-        row("JSON proxy CPU µs per request".into(), 0.0, n_cpu, b_cpu, false);
+        // Direct has no proxy: its column stays empty (NaN).
+        row(
+            "JSON proxy CPU µs per request".into(),
+            f64::NAN,
+            n_cpu,
+            b_cpu,
+            false,
+        );
         row("JSON p50 latency ms (BFF minus)".into(), d50, n50, b50, false);
         row("JSON p99 latency ms (BFF minus)".into(), d99, n99, b99, false);
         // Memory first, while the heap holds no memory freed by earlier streams (reused, it

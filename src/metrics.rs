@@ -81,9 +81,6 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
         let _ = writeln!(
             out,
             "# HELP taskflow_http_requests_total HTTP requests by route pattern and status.\n# TYPE taskflow_http_requests_total counter"
@@ -162,6 +159,11 @@ impl Metrics {
     }
 }
 
+/// Appends one counter in the exposition format.
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+}
+
 /// Counts every request by its route pattern (not its path: ids would explode the labels).
 pub async fn count_requests(
     req: ServiceRequest,
@@ -180,12 +182,17 @@ pub async fn count_requests(
 pub async fn metrics(state: actix_web::web::Data<crate::state::AppState>) -> HttpResponse {
     let mut out = METRICS.render();
     let (hits, loads) = state.store.load_counts();
-    let _ = writeln!(
-        out,
-        "# HELP taskflow_session_cache_hits_total Session lookups answered from memory.\n\
-         # TYPE taskflow_session_cache_hits_total counter\ntaskflow_session_cache_hits_total {hits}\n\
-         # HELP taskflow_session_store_loads_total Session reads from the store.\n\
-         # TYPE taskflow_session_store_loads_total counter\ntaskflow_session_store_loads_total {loads}"
+    counter(
+        &mut out,
+        "taskflow_session_cache_hits_total",
+        "Session lookups answered from memory.",
+        hits,
+    );
+    counter(
+        &mut out,
+        "taskflow_session_store_loads_total",
+        "Session reads from the store.",
+        loads,
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -301,13 +301,12 @@ async fn response_headers(
     https: bool,
     csp: HeaderValue,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    // Only owned copies: holding a clone of the HttpRequest across the call breaks routing.
-    let path = req.path().to_owned();
-    let query = req.query_string().to_owned();
+    // Only owned values: holding a clone of the HttpRequest across the call breaks routing.
+    let assets = dashboard::assets::asset_cache_control(req.path(), req.query_string());
     let id = request_id(req.request());
     let mut res = next.call(req).await?;
     dashboard::headers::apply(&mut res, https, &csp);
-    dashboard::assets::apply_cache_control(&path, &query, &mut res);
+    dashboard::assets::apply_cache_control(assets, &mut res);
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), v);

@@ -72,9 +72,15 @@ pub fn cache_control(query: &str) -> HeaderValue {
     }
 }
 
-/// Sets [`cache_control`] on successful `/static` responses.
-pub fn apply_cache_control<B>(path: &str, query: &str, res: &mut ServiceResponse<B>) {
-    if path.starts_with("/static/") && res.status().is_success() {
-        res.headers_mut().insert(CACHE_CONTROL, cache_control(query));
+/// The [`cache_control`] a request under `/static` gets, decided before the response
+/// (nothing copied off the request); set on successful responses by [`apply_cache_control`].
+pub fn asset_cache_control(path: &str, query: &str) -> Option<HeaderValue> {
+    path.starts_with("/static/").then(|| cache_control(query))
+}
+
+/// Sets the policy from [`asset_cache_control`] on a successful response.
+pub fn apply_cache_control<B>(policy: Option<HeaderValue>, res: &mut ServiceResponse<B>) {
+    if let Some(v) = policy.filter(|_| res.status().is_success()) {
+        res.headers_mut().insert(CACHE_CONTROL, v);
     }
 }

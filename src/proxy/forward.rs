@@ -153,23 +153,21 @@ pub async fn forward(
         ));
     }
 
-    let mut session_key: Option<String> = None;
-    let (bearer, user_id) = match upstream.auth {
-        RouteAuth::Anonymous => (None, None),
+    let (bearer, user_id, session_key) = match upstream.auth {
+        RouteAuth::Anonymous => (None, None, None),
         RouteAuth::Required => match session {
             Some(s) => {
                 let tokens = fresh_tokens(state, &client.0, &s.key_hash, &s.record).await?;
                 let token = forwarded(&tokens, settings.forward_token)
                     .ok_or(ApiError::SessionExpired)?
                     .to_owned();
-                session_key = Some(s.key_hash);
-                (Some(token), Some(s.record.sub.clone()))
+                (Some(token), Some(s.record.sub.clone()), Some(s.key_hash))
             }
             None => {
                 let (token, sub) = legacy_identity(&req, state, client)
                     .await
                     .ok_or(ApiError::NotAuthenticated)?;
-                (Some(token), Some(sub))
+                (Some(token), Some(sub), None)
             }
         },
     };
