@@ -196,14 +196,19 @@ impl TestApp {
         }
     }
 
-    /// A same-origin API request whose response body is left unread, for streaming tests.
-    pub async fn open_api(&self, path: &str, body: &str) -> Streamed {
-        let mut req = self
-            .client
+    /// A same-origin JSON POST as the dashboard's fetch wrapper builds it, before cookies;
+    /// tests add their own headers to it.
+    pub fn api_request(&self, path: &str) -> awc::ClientRequest {
+        self.client
             .post(self.url(path))
             .insert_header(("Origin", self.origin.as_str()))
             .insert_header(("X-CSRF", "1"))
-            .insert_header(("Content-Type", "application/json"));
+            .insert_header(("Content-Type", "application/json"))
+    }
+
+    /// A same-origin API request whose response body is left unread, for streaming tests.
+    pub async fn open_api(&self, path: &str, body: &str) -> Streamed {
+        let mut req = self.api_request(path);
         if let Some(c) = self.cookie_header() {
             req = req.insert_header(("Cookie", c));
         }
@@ -249,13 +254,8 @@ impl TestApp {
 
     /// A same-origin POST as the dashboard's fetch wrapper sends it.
     pub async fn post_api(&self, path: &str, body: &str) -> Resp {
-        let req = self
-            .client
-            .post(self.url(path))
-            .insert_header(("Origin", self.origin.as_str()))
-            .insert_header(("X-CSRF", "1"))
-            .insert_header(("Content-Type", "application/json"));
-        self.send(req, Some(body.as_bytes().to_vec())).await
+        self.send(self.api_request(path), Some(body.as_bytes().to_vec()))
+            .await
     }
 
     pub async fn post_form(&self, path: &str, form: &[(String, String)]) -> Resp {

@@ -113,14 +113,7 @@ async fn anonymous_visitors_create_no_rows() {
     for _ in 0..3 {
         app.start_login("/dashboard").await;
     }
-    let pool = sqlx::SqlitePool::connect(&app.state.settings.database_url)
-        .await
-        .expect("db");
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(n, 0);
+    assert_eq!(session_rows(&app).await, 0);
 }
 
 #[actix_web::test]
@@ -167,6 +160,21 @@ async fn an_idle_session_ends_and_the_absolute_lifetime_caps_it() {
     actix_web::rt::time::sleep(std::time::Duration::from_millis(2100)).await;
     let r = app.get("/api/auth/me").await;
     assert_eq!(r.status, 401, "unused for longer than SESSION_IDLE_SECS");
+    assert_eq!(
+        session_rows(&app).await,
+        0,
+        "the expired session was deleted, not just refused"
+    );
+
+    let capped = spawn_app_with(&[("SESSION_IDLE_SECS", "3600"), ("SESSION_ABSOLUTE_SECS", "3600")]).await;
+    capped.login_as(0, "/dashboard").await;
+    let me = capped.get("/api/auth/me").await.json();
+    let created = me["created_at"].as_i64().expect("created_at");
+    assert_eq!(me["expires_at"].as_i64(), Some(created + 3600));
+}
+
+/// Rows in the app's sessions table, read directly from its SQLite file.
+async fn session_rows(app: &crate::helpers::TestApp) -> i64 {
     let pool = sqlx::SqlitePool::connect(&app.state.settings.database_url)
         .await
         .expect("db");
@@ -174,11 +182,5 @@ async fn an_idle_session_ends_and_the_absolute_lifetime_caps_it() {
         .fetch_one(&pool)
         .await
         .expect("count");
-    assert_eq!(n, 0, "the expired session was deleted, not just refused");
-
-    let capped = spawn_app_with(&[("SESSION_IDLE_SECS", "3600"), ("SESSION_ABSOLUTE_SECS", "3600")]).await;
-    capped.login_as(0, "/dashboard").await;
-    let me = capped.get("/api/auth/me").await.json();
-    let created = me["created_at"].as_i64().expect("created_at");
-    assert_eq!(me["expires_at"].as_i64(), Some(created + 3600));
+    n
 }

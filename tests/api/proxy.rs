@@ -89,17 +89,13 @@ async fn browser_credentials_never_arrive_and_identity_comes_from_the_session() 
     let (app, _up) = app_with_upstream(&[]).await;
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let req = app
-        .client
-        .post(format!("{}/api/chatkit", app.origin))
-        .insert_header(("Origin", app.origin.as_str()))
-        .insert_header(("X-CSRF", "1"))
+        .api_request("/api/chatkit")
         .insert_header(("Authorization", "Bearer browser-supplied"))
         .insert_header(("X-User-ID", "usr_4Kd8NwR3bZ"))
         .insert_header(("X-Page-URL", "http://127.0.0.1/chat"))
         .insert_header(("X-Project-ID", "p-1"))
         .insert_header(("chatkit-frame-id", "frame-7"))
-        .insert_header(("traceparent", tp))
-        .insert_header(("Content-Type", "application/json"));
+        .insert_header(("traceparent", tp));
     let r = app.send(req, Some(b"{}".to_vec())).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let h = r.json()["headers"].clone();
@@ -660,12 +656,8 @@ async fn idle_upstream_connections_are_not_reused_past_the_keepalive() {
 async fn forwarded_for(extra: &[(&str, &str)]) -> String {
     let (app, _up) = app_with_upstream(extra).await;
     let req = app
-        .client
-        .post(format!("{}/api/chatkit", app.origin))
-        .insert_header(("Origin", app.origin.as_str()))
-        .insert_header(("X-CSRF", "1"))
-        .insert_header(("X-Forwarded-For", "6.6.6.6, 198.51.100.9"))
-        .insert_header(("Content-Type", "application/json"));
+        .api_request("/api/chatkit")
+        .insert_header(("X-Forwarded-For", "6.6.6.6, 198.51.100.9"));
     let r = app.send(req, Some(b"{}".to_vec())).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["headers"]["x-forwarded-for"]
