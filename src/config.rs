@@ -152,6 +152,18 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// HTTP worker threads; `None` uses one per core.
     pub workers: Option<usize>,
+    /// Send the id_token as `id_token_hint` at sign-out (in a POST form), see `auth::signout`.
+    pub logout_id_token_hint: bool,
+    /// Sign-in requests (login and callback) allowed per client address and minute.
+    pub auth_rate_per_min: u32,
+    /// Code exchanges at the provider's token endpoint allowed per minute, all clients together.
+    pub token_rate_per_min: u32,
+    /// Time allowed for a body the BFF reads itself (forms, JSON) to arrive in full.
+    pub body_timeout: Duration,
+    /// Largest form or JSON body the BFF reads itself.
+    pub max_form_body: usize,
+    /// How often expired sessions and spent one-time values are swept from SQL.
+    pub sweep_interval: Duration,
 }
 
 impl Settings {
@@ -360,14 +372,11 @@ impl Settings {
                         )
                     })?;
                     for r in &routes {
-                        let name_ok = !r.name.is_empty()
-                            && r.name
-                                .bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                        let name_ok = valid_route_name(&r.name);
                         if !name_ok || !matches!(r.url.scheme(), "http" | "https") {
                             return Err(ConfigError::new(
                                 "REMOTE_ROUTES",
-                                "route names of letters, digits, - and _, and http(s) URLs",
+                                "route names of a-z, 0-9, - and _, and http(s) URLs",
                             ));
                         }
                     }
@@ -376,6 +385,30 @@ impl Settings {
             },
             legacy_cookie: get("LEGACY_COOKIE").map(str::to_owned),
             shutdown_grace: secs(&get, "SHUTDOWN_GRACE_SECS", 30)?,
+            logout_id_token_hint: flag(&get, "LOGOUT_ID_TOKEN_HINT", false)?,
+            auth_rate_per_min: positive(&get, "AUTH_RATE_PER_MIN", 30)?,
+            token_rate_per_min: positive(&get, "TOKEN_ENDPOINT_RATE_PER_MIN", 120)?,
+            body_timeout: {
+                let d = secs(&get, "BODY_TIMEOUT_SECS", 10)?;
+                if d.is_zero() {
+                    return Err(ConfigError::new(
+                        "BODY_TIMEOUT_SECS",
+                        "a positive number of seconds",
+                    ));
+                }
+                d
+            },
+            max_form_body: bytes(&get, "MAX_FORM_BODY_BYTES", 64 << 10)?,
+            sweep_interval: {
+                let d = secs(&get, "SWEEP_INTERVAL_SECS", 60)?;
+                if d.is_zero() {
+                    return Err(ConfigError::new(
+                        "SWEEP_INTERVAL_SECS",
+                        "a positive number of seconds",
+                    ));
+                }
+                d
+            },
             workers: match get("WORKERS") {
                 None => None,
                 Some(v) => Some(
@@ -392,6 +425,15 @@ impl Settings {
     pub fn demo_mode(&self) -> bool {
         self.oidc.is_none()
     }
+}
+
+/// Route names are identifiers (`[a-z0-9_-]+`, at most 64 bytes), never paths.
+pub fn valid_route_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn parse_http_url(var: &'static str, v: &str) -> Result<Url, ConfigError> {
@@ -413,6 +455,34 @@ fn secs<'a>(
             .parse::<u64>()
             .map(Duration::from_secs)
             .map_err(|_| ConfigError::new(var, "a whole number of seconds")),
+    }
+}
+
+fn flag<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(var).map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(_) => Err(ConfigError::new(var, "true or false")),
+    }
+}
+
+fn positive<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    var: &'static str,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError::new(var, "a positive whole number")),
     }
 }
 
@@ -572,6 +642,31 @@ mod tests {
             parse(&[("UPSTREAM_KEEPALIVE_SECS", "4.5")]).unwrap_err().var,
             "UPSTREAM_KEEPALIVE_SECS"
         );
+    }
+
+    #[test]
+    fn hardening_settings_have_safe_defaults_and_are_checked() {
+        let s = parse(&[]).expect("defaults");
+        assert!(
+            !s.logout_id_token_hint,
+            "the token stays off the browser by default"
+        );
+        assert_eq!(s.auth_rate_per_min, 30);
+        assert_eq!(s.body_timeout, Duration::from_secs(10));
+        assert!(
+            parse(&[("LOGOUT_ID_TOKEN_HINT", "true")])
+                .expect("valid")
+                .logout_id_token_hint
+        );
+        for (var, bad) in [
+            ("LOGOUT_ID_TOKEN_HINT", "maybe"),
+            ("AUTH_RATE_PER_MIN", "0"),
+            ("TOKEN_ENDPOINT_RATE_PER_MIN", "-1"),
+            ("BODY_TIMEOUT_SECS", "0"),
+            ("SWEEP_INTERVAL_SECS", "x"),
+        ] {
+            assert_eq!(parse(&[(var, bad)]).unwrap_err().var, var, "{var}={bad}");
+        }
     }
 
     #[test]

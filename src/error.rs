@@ -21,6 +21,15 @@ pub enum ApiError {
     /// Body over the route's limit.
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body did not arrive within the deadline.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// Too many requests from this client; retry after the given seconds.
+    #[error("too many requests; try again in {0} s")]
+    RateLimited(u64),
     /// The session store cannot be reached.
     #[error("the session store is unavailable")]
     StoreUnavailable(#[source] anyhow::Error),
@@ -40,6 +49,9 @@ impl ApiError {
             Self::SessionExpired => "session_expired",
             Self::Forbidden(c, _) | Self::BadRequest(c, _) => c,
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::NotFound(_) => "not_found",
+            Self::RateLimited(_) => "rate_limited",
             Self::StoreUnavailable(_) => "session_store_unavailable",
             Self::IdpUnavailable(_) => "idp_unavailable",
             Self::Unexpected(_) => "internal_error",
@@ -54,6 +66,9 @@ impl ResponseError for ApiError {
             Self::Forbidden(..) => StatusCode::FORBIDDEN,
             Self::BadRequest(..) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::IdpUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -67,8 +82,20 @@ impl ResponseError for ApiError {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         log_once(self.status_code(), self.code(), self);
-        json_error(self.status_code(), self.code(), &self.to_string())
+        let mut res = json_error(self.status_code(), self.code(), &self.to_string());
+        if let Self::RateLimited(secs) = self {
+            retry_after(&mut res, *secs);
+        }
+        res
     }
+}
+
+/// Routes under /api that answer pages, not JSON: browser navigations during sign-in.
+const PAGES_UNDER_API: &[&str] = &["/api/auth/login", "/api/auth/callback"];
+
+/// Whether a path answers JSON errors (the API) or error pages (everything else).
+pub fn is_api_path(path: &str) -> bool {
+    (path == "/api" || path.starts_with("/api/")) && !PAGES_UNDER_API.contains(&path)
 }
 
 /// The JSON error body used everywhere under /api.
@@ -87,6 +114,20 @@ pub enum PageError {
     /// Nothing here.
     #[error("page not found")]
     NotFound,
+    /// Sign-in did not complete; the page offers to try again.
+    #[error("{title}: {message}")]
+    SignInFailed {
+        /// Heading.
+        title: &'static str,
+        /// Explanation for the user.
+        message: &'static str,
+    },
+    /// Too many requests from this client; retry after the given seconds.
+    #[error("too many requests")]
+    RateLimited(u64),
+    /// The form did not arrive within the deadline.
+    #[error("the form did not arrive in time")]
+    RequestTimeout,
     /// The identity provider cannot be reached.
     #[error("the identity provider is unavailable")]
     IdpUnavailable(#[source] anyhow::Error),
@@ -110,6 +151,8 @@ pub struct ErrorPage<'a> {
     pub message: &'a str,
     /// Whether demo mode is on (shows the banner).
     pub demo: bool,
+    /// A link onwards (href, label) besides the start page.
+    pub action: Option<(&'a str, &'a str)>,
 }
 
 impl ResponseError for PageError {
@@ -117,6 +160,9 @@ impl ResponseError for PageError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::SignInFailed { .. } => StatusCode::BAD_REQUEST,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::IdpUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -134,6 +180,9 @@ impl ResponseError for PageError {
         let title = match self {
             Self::BadRequest(_) => "Something is wrong with this request",
             Self::NotFound => "Page not found",
+            Self::SignInFailed { title, .. } => title,
+            Self::RateLimited(_) => "Too many attempts",
+            Self::RequestTimeout => "The request took too long",
             Self::IdpUnavailable(_) => "Identity provider unavailable",
             Self::StoreUnavailable(_) => "Service temporarily unavailable",
             Self::Unexpected(_) => "Something went wrong",
@@ -141,23 +190,58 @@ impl ResponseError for PageError {
         let message = match self {
             Self::BadRequest(m) => m.clone(),
             Self::NotFound => "There is nothing at this address.".into(),
+            Self::SignInFailed { message, .. } => (*message).into(),
+            Self::RateLimited(secs) => {
+                format!(
+                    "Too many sign-in attempts from this address. Please wait {secs} seconds and try again."
+                )
+            }
+            Self::RequestTimeout => "The form did not arrive in time. Please try again.".into(),
             Self::IdpUnavailable(_) => {
                 "The sign-in service cannot be reached right now. Please try again in a moment.".into()
             }
             Self::StoreUnavailable(_) => "Please try again in a moment.".into(),
             Self::Unexpected(_) => "The error has been logged. Please try again.".into(),
         };
-        html_page(status, title, &message)
+        let action = match self {
+            Self::SignInFailed { .. } | Self::RateLimited(_) => {
+                Some(("/api/auth/login?returnTo=%2Fdashboard", "Try again"))
+            }
+            _ => None,
+        };
+        let mut res = html_page_with(status, title, &message, action);
+        if let Self::RateLimited(secs) = self {
+            retry_after(&mut res, *secs);
+        }
+        res
     }
+}
+
+fn retry_after(res: &mut HttpResponse, secs: u64) {
+    res.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from(secs.max(1)),
+    );
 }
 
 /// Renders the error page with the given status, heading and message.
 pub fn html_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    html_page_with(status, title, message, None)
+}
+
+/// [`html_page`] with a link onwards (href, label).
+pub fn html_page_with(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    action: Option<(&str, &str)>,
+) -> HttpResponse {
     let page = ErrorPage {
         status: status.as_u16(),
         title,
         message,
         demo: crate::dashboard::demo_banner(),
+        action,
     };
     match page.render() {
         Ok(body) => HttpResponse::build(status)

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod session;

@@ -19,8 +19,8 @@ use crate::{
     auth::{self, provider::Provider, refresh::RefreshLocks},
     config::{OidcSettings, Settings, TokenAuthMethod},
     dashboard, demo,
-    error::{html_page, json_error},
-    health,
+    error::{html_page, json_error, ApiError, PageError},
+    health, limits,
     proxy::{self, forward::ProxyClient, ProxyRoutes},
     session::{
         crypto::{random_token, Keys},
@@ -38,6 +38,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    demo_backend: Option<Server>,
 }
 
 impl Application {
@@ -117,20 +118,30 @@ impl Application {
         } else {
             ("taskflow_session", "taskflow_login")
         };
-        let backend = match (&settings.backend_url, &demo_idp) {
+        // The demo backend is a server of its own, as a real backend is: the proxy reaches it
+        // over loopback HTTP, and its paths are its own (`/chatkit`, `/api/tasks`).
+        let demo_backend = match &demo_idp {
+            Some(idp) => Some(demo::backend::start(idp.clone(), settings.demo_word_delay)?),
+            None => None,
+        };
+        let backend = match (&settings.backend_url, &demo_backend) {
             (Some(u), _) => Some(u.clone()),
-            (None, Some(_)) => Some(Url::parse(&format!("{origin}/demo/backend"))?),
+            (None, Some(b)) => Some(b.url.clone()),
             (None, None) => None,
         };
         let routes = ProxyRoutes::from_settings(&settings, backend);
+        for warning in routes.warnings() {
+            tracing::warn!("{warning}");
+        }
         let script_origin = Url::parse(&settings.chatkit_script_url)
             .ok()
             .map(|u| u.origin().ascii_serialization())
             .filter(|o| o != "null");
-        let csp = dashboard::headers::content_security_policy(script_origin.as_deref());
-        let demo_backend = demo_idp
-            .as_ref()
-            .map(|_| web::Data::new(demo::backend::DemoBackend::new(settings.demo_word_delay)));
+        // Sign-out may post a form to the provider's end_session endpoint.
+        let provider_origin = Some(provider.settings().issuer.origin().ascii_serialization())
+            .filter(|o| *o != origin && o != "null");
+        let csp =
+            dashboard::headers::content_security_policy(script_origin.as_deref(), provider_origin.as_deref());
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             public_host: match public_url.port() {
@@ -148,7 +159,10 @@ impl Application {
             demo: demo_idp.clone(),
             routes,
             refresh_locks: RefreshLocks::default(),
+            code_exchanges: limits::token_endpoint_budget(settings.token_rate_per_min),
         });
+        let throttle = limits::sign_in_throttle(settings.auth_rate_per_min, &settings.trusted_proxies);
+        spawn_sweeper(state.clone(), throttle.clone());
 
         let app_state = state.clone();
         let workers = settings
@@ -157,10 +171,17 @@ impl Application {
         let connect_timeout = settings.upstream_connect_timeout;
         let header_timeout = settings.upstream_header_timeout;
         let keepalive = settings.upstream_keepalive;
+        let body_timeout = settings.body_timeout;
+        let max_form = settings.max_form_body;
         let server = HttpServer::new(move || {
             let client = http_client(connect_timeout, Duration::from_secs(10), keepalive);
             let csp = csp.clone();
+            let throttle = throttle.clone();
             let mut app = App::new()
+                .wrap(from_fn(move |mut req: ServiceRequest, next: Next<_>| {
+                    limits::body_deadline(&mut req, body_timeout);
+                    next.call(req)
+                }))
                 .wrap(from_fn(move |req, next| {
                     response_headers(req, next, secure_cookies, csp.clone())
                 }))
@@ -175,33 +196,47 @@ impl Application {
                 )))
                 .app_data(web::QueryConfig::default().error_handler(|e, req| {
                     let msg = e.to_string();
-                    if req.path().starts_with("/api/") {
-                        actix_web::error::InternalError::from_response(
-                            e,
-                            json_error(actix_web::http::StatusCode::BAD_REQUEST, "bad_query", &msg),
-                        )
-                        .into()
-                    } else {
-                        crate::error::PageError::BadRequest(format!("Malformed query string: {msg}")).into()
-                    }
+                    extractor_error(
+                        e.into(),
+                        req,
+                        "bad_query",
+                        format!("Malformed query string: {msg}"),
+                        0,
+                    )
                 }))
-                .app_data(web::FormConfig::default().error_handler(|e, req| {
-                    let msg = e.to_string();
-                    if req.path().starts_with("/api/") {
-                        actix_web::error::InternalError::from_response(
-                            e,
-                            json_error(actix_web::http::StatusCode::BAD_REQUEST, "bad_form", &msg),
-                        )
-                        .into()
-                    } else {
-                        crate::error::PageError::BadRequest(format!("Malformed form: {msg}")).into()
-                    }
-                }))
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(max_form)
+                        .error_handler(move |e, req| {
+                            use actix_web::error::UrlencodedError as U;
+                            let code = match &e {
+                                U::Overflow { .. } => "payload_too_large",
+                                U::Payload(p) if limits::is_deadline(p) => "request_timeout",
+                                _ => "bad_form",
+                            };
+                            let msg = e.to_string();
+                            extractor_error(e.into(), req, code, format!("Malformed form: {msg}"), max_form)
+                        }),
+                )
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_form)
+                        .error_handler(move |e, req| {
+                            use actix_web::error::JsonPayloadError as J;
+                            let code = match &e {
+                                J::Overflow { .. } | J::OverflowKnownLength { .. } => "payload_too_large",
+                                J::Payload(p) if limits::is_deadline(p) => "request_timeout",
+                                _ => "bad_json",
+                            };
+                            let msg = e.to_string();
+                            extractor_error(e.into(), req, code, format!("Malformed JSON: {msg}"), max_form)
+                        }),
+                )
                 .configure(health::configure)
                 .service(
                     web::scope("/api")
                         .wrap(from_fn(csrf_guard))
-                        .configure(auth::configure)
+                        .configure(|cfg| auth::configure(cfg, &throttle))
                         .configure(proxy::configure)
                         .default_service(web::to(|| async {
                             json_error(
@@ -215,9 +250,6 @@ impl Application {
                 app = app
                     .app_data(web::Data::from(idp.clone()))
                     .configure(demo::idp::configure);
-            }
-            if let Some(b) = &demo_backend {
-                app = app.app_data(b.clone()).configure(demo::backend::configure);
             }
             app.configure(dashboard::configure)
                 .default_service(web::to(|| async {
@@ -248,7 +280,12 @@ impl Application {
             }
         });
 
-        Ok(Self { port, server, state })
+        Ok(Self {
+            port,
+            server,
+            state,
+            demo_backend: demo_backend.map(|b| b.server),
+        })
     }
 
     /// The bound port.
@@ -266,9 +303,18 @@ impl Application {
         self.state.clone()
     }
 
-    /// Runs until the server is stopped.
+    /// Runs until the server is stopped (the demo backend stops with it).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let backend = self.demo_backend.map(|s| {
+            let handle = s.handle();
+            actix_web::rt::spawn(s);
+            handle
+        });
+        let res = self.server.await;
+        if let Some(h) = backend {
+            h.stop(true).await;
+        }
+        res
     }
 }
 
@@ -279,6 +325,47 @@ pub fn http_client(connect: Duration, response: Duration, keepalive: Duration) -
         .timeout(response)
         .disable_redirects()
         .finish()
+}
+
+/// An extractor's error: JSON under /api (with `code`), the error page elsewhere.
+fn extractor_error(
+    e: Error,
+    req: &actix_web::HttpRequest,
+    code: &'static str,
+    page_message: String,
+    limit: usize,
+) -> Error {
+    let api = match code {
+        "payload_too_large" => ApiError::PayloadTooLarge(limit),
+        "request_timeout" => ApiError::RequestTimeout,
+        _ => ApiError::BadRequest(code, e.to_string()),
+    };
+    if crate::error::is_api_path(req.path()) {
+        return api.into();
+    }
+    match api {
+        ApiError::RequestTimeout => PageError::RequestTimeout.into(),
+        _ => PageError::BadRequest(page_message).into(),
+    }
+}
+
+/// Sweeps expired sessions and spent one-time values, and forgets idle throttle entries.
+/// Each replica sweeps; deleting a row twice is harmless.
+fn spawn_sweeper(state: web::Data<AppState>, throttle: limits::SignInThrottle) {
+    let every = state.settings.sweep_interval;
+    actix_web::rt::spawn(async move {
+        loop {
+            match state.store.sweep(crate::session::now()).await {
+                Ok((0, 0)) => {}
+                Ok((sessions, once)) => {
+                    tracing::info!(sessions, one_time_values = once, "swept expired rows")
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "sweep failed; retrying later"),
+            }
+            throttle.limiter().retain_recent();
+            actix_web::rt::time::sleep(every).await;
+        }
+    });
 }
 
 async fn csrf_guard(

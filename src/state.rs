@@ -40,6 +40,8 @@ pub struct AppState {
     pub routes: ProxyRoutes,
     /// One refresh per session at a time.
     pub refresh_locks: RefreshLocks,
+    /// Code exchanges at the provider's token endpoint still allowed this minute.
+    pub code_exchanges: governor::DefaultDirectRateLimiter,
 }
 
 impl AppState {

@@ -11,6 +11,11 @@ use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, Env
 
 use crate::config::LogFormat;
 
+/// Default log filter. actix-http reports every response body that ends in an error at
+/// ERROR; the proxy ends streams that way on purpose (a signed-out session, an upstream
+/// that aborted) and logs each itself, with its cause, at INFO or WARN.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off";
+
 /// Keeps the log-writing thread alive; dropping it flushes what is queued.
 pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
 

@@ -139,6 +139,8 @@ pub async fn backchannel_logout(
                 detail: None,
             })
             .await;
+        // Some providers keep offline refresh tokens alive after their own logout.
+        super::signout::retire_tokens(&state, Some(&client), &record.tokens).await;
     }
     tracing::info!(ended = sessions.len(), "back-channel logout");
     crate::metrics::METRICS

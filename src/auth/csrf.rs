@@ -1,19 +1,41 @@
-//! CSRF guard for unsafe methods under /api: same-origin request plus `X-CSRF: 1`.
+//! Cross-site request guard for /api. Every request is refused when the browser says it
+//! comes from another site (`Sec-Fetch-Site: cross-site|same-site`, or a foreign `Origin`):
+//! a link or an `<img>` on any site must not make the BFF call the backend with the user's
+//! token. Unsafe methods also need the same origin positively shown and `X-CSRF: 1`.
 
 use actix_web::{http::Method, HttpRequest};
 
 use crate::error::ApiError;
 
-/// Paths called server-to-server by the provider, exempt from the browser checks.
-const EXEMPT: &[&str] = &["/api/auth/backchannel-logout"];
+/// Called server-to-server by the provider: no browser checks.
+const SERVER_TO_SERVER: &[&str] = &["/api/auth/backchannel-logout"];
 
-/// Checks an /api request; safe methods always pass.
+/// Top-level navigations that legitimately come from other sites (a "Sign in" link on a
+/// marketing page, the provider redirecting back).
+const NAVIGATIONS: &[&str] = &["/api/auth/login", "/api/auth/callback"];
+
+/// Checks an /api request.
 pub fn check(req: &HttpRequest, origin: &str) -> Result<(), ApiError> {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) || EXEMPT.contains(&req.path()) {
+    let path = req.path();
+    if SERVER_TO_SERVER.contains(&path) {
         return Ok(());
     }
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    let same_origin = match (header("origin"), header("sec-fetch-site")) {
+    let claimed_origin = header("origin");
+    let site = header("sec-fetch-site");
+    let foreign =
+        matches!(site, Some("cross-site" | "same-site")) || claimed_origin.is_some_and(|o| o != origin);
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe {
+        if foreign && !NAVIGATIONS.contains(&path) {
+            return Err(ApiError::Forbidden(
+                "cross_site_request",
+                "requests from other sites are refused".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let same_origin = match (claimed_origin, site) {
         (Some(o), _) => o == origin,
         (None, Some(site)) => site == "same-origin",
         (None, None) => false,
@@ -31,4 +53,37 @@ pub fn check(req: &HttpRequest, origin: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    const ORIGIN: &str = "https://app.example.com";
+
+    fn get(path: &str, headers: &[(&str, &str)]) -> Result<(), ApiError> {
+        let mut r = TestRequest::get().uri(path);
+        for h in headers {
+            r = r.insert_header(*h);
+        }
+        check(&r.to_http_request(), ORIGIN)
+    }
+
+    #[test]
+    fn cross_site_reads_are_refused_and_typed_urls_pass() {
+        for h in [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://evil.example"),
+            ("origin", "null"),
+        ] {
+            assert!(get("/api/remote/tasks", &[h]).is_err(), "{h:?}");
+        }
+        assert!(get("/api/remote/tasks", &[("sec-fetch-site", "none")]).is_ok());
+        assert!(get("/api/remote/tasks", &[("sec-fetch-site", "same-origin")]).is_ok());
+        assert!(get("/api/remote/tasks", &[]).is_ok());
+        assert!(get("/api/auth/login", &[("sec-fetch-site", "cross-site")]).is_ok());
+    }
 }

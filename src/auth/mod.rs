@@ -8,17 +8,27 @@ pub mod refresh;
 pub mod return_to;
 pub mod routes;
 pub mod sessions;
+pub mod signout;
 pub mod transaction;
 
 use actix_web::web;
 
-/// Mounts `/api/auth/*` (inside the `/api` scope).
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Mounts `/api/auth/*` (inside the `/api` scope); sign-in requests are throttled per
+/// client address.
+pub fn configure(cfg: &mut web::ServiceConfig, throttle: &crate::limits::SignInThrottle) {
     cfg.service(
         web::scope("/auth")
-            .route("/login", web::get().to(routes::login))
-            .route("/callback", web::get().to(routes::callback))
-            .route("/logout", web::post().to(routes::logout))
+            .service(
+                web::resource("/login")
+                    .wrap(actix_governor::Governor::new(throttle))
+                    .route(web::get().to(routes::login)),
+            )
+            .service(
+                web::resource("/callback")
+                    .wrap(actix_governor::Governor::new(throttle))
+                    .route(web::get().to(routes::callback)),
+            )
+            .route("/logout", web::post().to(signout::logout))
             .route("/me", web::get().to(routes::me))
             .route("/sessions", web::get().to(sessions::list))
             .route("/sessions/{id}", web::delete().to(sessions::end))

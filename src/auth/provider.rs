@@ -353,6 +353,23 @@ impl Provider {
         Ok(claims)
     }
 
+    /// `exp` of a token this relying party validated when it got it; the signature is not
+    /// checked again (only used to know how long a revoked token needs remembering).
+    pub fn expiry_of(token: &str) -> Option<i64> {
+        #[derive(Deserialize)]
+        struct Exp {
+            exp: i64,
+        }
+        let mut v = Validation::default();
+        v.insecure_disable_signature_validation();
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        jsonwebtoken::decode::<Exp>(token, &DecodingKey::from_secret(&[]), &v)
+            .ok()
+            .map(|d| d.claims.exp)
+    }
+
     /// The leeway applied to `iat`/`exp`.
     pub fn leeway(&self) -> Duration {
         self.leeway

@@ -44,6 +44,19 @@ pub fn forward_expiry(which: ForwardToken, id_exp: i64, expires_in: Option<i64>)
     }
 }
 
+/// Whether tokens are due for a refresh: they expire within the skew, where the skew is at
+/// most a quarter of the token's own lifetime. A token that lives shorter than the
+/// configured skew is then refreshed once per lifetime, not on every request.
+pub fn needs_refresh(tokens: &Tokens, skew: i64, now: i64) -> bool {
+    let lifetime = tokens.expires_at - tokens.issued_at;
+    let skew = if tokens.issued_at > 0 && lifetime > 0 {
+        skew.min(lifetime / 4)
+    } else {
+        skew
+    };
+    tokens.expires_at <= now + skew
+}
+
 /// Returns tokens valid for at least the refresh skew, refreshing them if needed.
 pub async fn fresh_tokens(
     state: &AppState,
@@ -52,14 +65,14 @@ pub async fn fresh_tokens(
     record: &SessionRecord,
 ) -> Result<Tokens, ApiError> {
     let skew = state.settings.refresh_skew.as_secs() as i64;
-    if record.tokens.expires_at > now() + skew {
+    if !needs_refresh(&record.tokens, skew, now()) {
         return Ok(record.tokens.clone());
     }
     let lock = state.refresh_locks.get(key_hash);
     let _held = lock.lock().await;
     // Whoever held the lock before us may have refreshed already.
     let current = reload(state, key_hash).await?;
-    if current.tokens.expires_at > now() + skew {
+    if !needs_refresh(&current.tokens, skew, now()) {
         return Ok(current.tokens);
     }
     let Some(refresh_token) = current.tokens.refresh_token.clone() else {
@@ -77,7 +90,7 @@ pub async fn fresh_tokens(
     // Another replica may have refreshed and released the lease since we read the session:
     // read again under the lease, so a rotated refresh token is never used twice.
     let latest = reload(state, key_hash).await?;
-    if latest.version != current.version || latest.tokens.expires_at > now() + skew {
+    if latest.version != current.version || !needs_refresh(&latest.tokens, skew, now()) {
         let _ = state.store.release_refresh_lease(key_hash).await;
         return Ok(latest.tokens);
     }
@@ -90,7 +103,7 @@ pub async fn fresh_tokens(
         Err(e) if e.downcast_ref::<RefreshRejected>().is_some() => {
             // Another replica may have rotated the refresh token a moment ago.
             let again = reload(state, key_hash).await?;
-            if again.version != current.version && again.tokens.expires_at > now() + skew {
+            if again.version != current.version && !needs_refresh(&again.tokens, skew, now()) {
                 return Ok(again.tokens);
             }
             tracing::warn!(error = %e, "refresh refused by the provider");
@@ -177,6 +190,7 @@ async fn apply(
         access_token: res.access_token.or_else(|| current.tokens.access_token.clone()),
         refresh_token: res.refresh_token.or_else(|| current.tokens.refresh_token.clone()),
         expires_at: forward_expiry(which, id_exp, res.expires_in),
+        issued_at: now(),
     };
     let profile = match tokens.access_token.as_deref() {
         Some(at) => state.provider.userinfo(client, at).await.ok().flatten(),
@@ -238,4 +252,34 @@ async fn end(
         })
         .await;
     Err(ApiError::SessionExpired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(issued_at: i64, expires_at: i64) -> Tokens {
+        Tokens {
+            id_token: "i".into(),
+            access_token: None,
+            refresh_token: Some("r".into()),
+            expires_at,
+            issued_at,
+        }
+    }
+
+    #[test]
+    fn tokens_shorter_than_the_skew_are_refreshed_once_per_lifetime() {
+        // A 45 s token with the default 60 s skew: fresh for its first 33 s, not stale at once.
+        let t = tokens(1000, 1045);
+        assert!(!needs_refresh(&t, 60, 1000));
+        assert!(!needs_refresh(&t, 60, 1030));
+        assert!(needs_refresh(&t, 60, 1034));
+        // Long-lived tokens keep the configured skew.
+        let long = tokens(1000, 4600);
+        assert!(!needs_refresh(&long, 60, 4530));
+        assert!(needs_refresh(&long, 60, 4540));
+        // Sessions stored before `issued_at` existed keep the old rule.
+        assert!(needs_refresh(&tokens(0, 1045), 60, 1000));
+    }
 }

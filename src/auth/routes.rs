@@ -15,7 +15,7 @@ use super::{
     transaction::{removal_cookie, LoginTransaction, LOGIN_TTL_SECS},
 };
 use crate::{
-    error::{ApiError, PageError},
+    error::PageError,
     session::{
         crypto::{pkce_challenge, random_token, sha256_hex},
         now,
@@ -82,7 +82,29 @@ pub struct CallbackQuery {
     state: Option<String>,
     iss: Option<String>,
     error: Option<String>,
-    error_description: Option<String>,
+}
+
+/// Fixed text for an authorization error code (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6); the
+/// provider's `error_description` is never shown: anyone can put text into that link.
+fn provider_error_text(code: &str) -> (&'static str, &'static str) {
+    match code {
+        "access_denied" => (
+            "Sign-in was cancelled",
+            "The sign-in was cancelled at the identity provider, or it refused access.",
+        ),
+        "login_required" | "interaction_required" | "consent_required" | "account_selection_required" => (
+            "Sign-in needs you",
+            "The identity provider needs you to sign in or give consent before you can continue.",
+        ),
+        "temporarily_unavailable" | "server_error" => (
+            "Identity provider unavailable",
+            "The identity provider could not complete the sign-in right now. Please try again in a moment.",
+        ),
+        _ => (
+            "Sign-in was not completed",
+            "The identity provider could not complete the sign-in.",
+        ),
+    }
 }
 
 /// Finishes sign-in: checks state, exchanges the code, validates the id_token, creates a
@@ -115,28 +137,35 @@ async fn finish_sign_in(
     let q = query.into_inner();
     let clear_login = removal_cookie(&state.login_cookie, state.secure_cookies);
     let refuse = PageError::BadRequest;
-    if let Some(err) = q.error.as_deref() {
-        let detail = q.error_description.as_deref().unwrap_or("");
-        tracing::info!(error = err, "provider returned an error");
-        let mut page = actix_web::ResponseError::error_response(&refuse(format!(
-            "Sign-in was not completed: {err}. {detail}"
-        )));
-        let _ = page.add_cookie(&clear_login);
-        return Ok(page);
-    }
-    let tx = LoginTransaction::from_request(&req, &state.login_cookie, &state.keys).ok_or_else(|| {
-        refuse("No sign-in is in progress in this browser, or it took too long. Please sign in again.".into())
-    })?;
-    let (Some(code), Some(got_state)) = (q.code.as_deref(), q.state.as_deref()) else {
+    // The login cookie and its state come first: a crafted link (with `error=` or not) can
+    // neither show text on our origin nor clear a sign-in in progress.
+    let Some(tx) = LoginTransaction::from_request(&req, &state.login_cookie, &state.keys) else {
+        if previous.0.is_some() {
+            // Back to a used callback while signed in: nothing to finish, go on working.
+            return Ok(HttpResponse::Found()
+                .insert_header((header::LOCATION, DEFAULT_RETURN_TO))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish());
+        }
         return Err(refuse(
-            "The sign-in response is missing its code or state.".into(),
+            "No sign-in is in progress in this browser, or it took too long. Please sign in again.".into(),
         ));
     };
-    if got_state != tx.state {
+    if q.state.as_deref() != Some(tx.state.as_str()) {
         return Err(refuse(
             "The sign-in response does not belong to this browser's sign-in.".into(),
         ));
     }
+    if let Some(err) = q.error.as_deref() {
+        let (title, message) = provider_error_text(err);
+        tracing::info!(error = ?err.chars().take(64).collect::<String>(), "provider returned an error");
+        let mut page = actix_web::ResponseError::error_response(&PageError::SignInFailed { title, message });
+        let _ = page.add_cookie(&clear_login);
+        return Ok(page);
+    }
+    let Some(code) = q.code.as_deref() else {
+        return Err(refuse("The sign-in response is missing its code.".into()));
+    };
     let md = state
         .provider
         .metadata(&client)
@@ -150,6 +179,11 @@ async fn finish_sign_in(
             return Err(refuse("The sign-in response lacks its issuer.".into()))
         }
         _ => {}
+    }
+    // Each code exchange is a call to a token endpoint that providers rate-limit per client.
+    if let Some(wait) = crate::limits::take(&state.code_exchanges) {
+        tracing::warn!(retry_after_secs = wait, "code exchanges over budget");
+        return Err(PageError::RateLimited(wait));
     }
     let fresh = state
         .store
@@ -222,6 +256,7 @@ async fn finish_sign_in(
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
             expires_at: forward_expiry(settings.forward_token, claims.exp, tokens.expires_in),
+            issued_at: now,
         },
         version: 0,
         created_at: now,
@@ -272,53 +307,6 @@ fn session_cookie(state: &AppState, key: String) -> Cookie<'static> {
             state.settings.session_absolute.as_secs() as i64
         ))
         .finish()
-}
-
-/// Ends the session here and, when the provider supports it, at the provider.
-#[tracing::instrument(name = "logout", skip_all)]
-pub async fn logout(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    client: web::Data<awc::Client>,
-    session: MaybeSession,
-) -> Result<HttpResponse, ApiError> {
-    let mut redirect = "/".to_owned();
-    if let Some(s) = session.0 {
-        state
-            .store
-            .delete(&s.key_hash)
-            .await
-            .map_err(ApiError::StoreUnavailable)?;
-        state
-            .store
-            .audit(AuditEvent {
-                event: "sign_out",
-                sub: Some(&s.record.sub),
-                session_id: Some(&s.record.id),
-                ip: state.client_ip(&req).as_deref(),
-                detail: None,
-            })
-            .await;
-        tracing::info!(session = %s.record.id, "signed out");
-        if let Some(rt) = &s.record.tokens.refresh_token {
-            state.provider.revoke(&client, rt).await;
-        }
-        if let Ok(md) = state.provider.metadata(&client).await {
-            if let Some(end) = &md.end_session_endpoint {
-                if let Ok(mut url) = url::Url::parse(end) {
-                    url.query_pairs_mut()
-                        .append_pair("id_token_hint", &s.record.tokens.id_token)
-                        .append_pair("post_logout_redirect_uri", &format!("{}/", state.origin()))
-                        .append_pair("client_id", state.provider.client_id());
-                    redirect = url.into();
-                }
-            }
-        }
-    }
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .cookie(removal_cookie(&state.session_cookie, state.secure_cookies))
-        .json(serde_json::json!({ "redirect_to": redirect })))
 }
 
 /// Who is signed in: what the client uses for isAuthenticated/userId.

@@ -91,11 +91,8 @@ pub async fn end(
             }),
         })
         .await;
-    if let Some(rt) = &record.tokens.refresh_token {
-        if let Some(client) = req.app_data::<web::Data<awc::Client>>() {
-            state.provider.revoke(client, rt).await;
-        }
-    }
+    let client = req.app_data::<web::Data<awc::Client>>().map(|c| c.get_ref());
+    super::signout::retire_tokens(&state, client, &record.tokens).await;
     tracing::info!(session = %record.id, "session ended by its user");
     Ok(HttpResponse::NoContent().finish())
 }

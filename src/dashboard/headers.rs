@@ -38,13 +38,15 @@ pub fn apply<B>(res: &mut ServiceResponse<B>, https: bool, csp: &HeaderValue) {
     }
 }
 
-/// The page CSP; `script_origin` is the ChatKit script's origin (the only foreign script).
-pub fn content_security_policy(script_origin: Option<&str>) -> HeaderValue {
+/// The page CSP; `script_origin` is the ChatKit script's origin (the only foreign script),
+/// `provider_origin` the identity provider's (sign-out may post a form there).
+pub fn content_security_policy(script_origin: Option<&str>, provider_origin: Option<&str>) -> HeaderValue {
     let extra = script_origin.map(|o| format!(" {o}")).unwrap_or_default();
+    let forms = provider_origin.map(|o| format!(" {o}")).unwrap_or_default();
     let csp = format!(
         "default-src 'self'; script-src 'self'{extra}; style-src 'self' 'unsafe-inline'; \
          img-src 'self' data:; connect-src 'self'{extra}; frame-src 'self'{extra}; \
-         frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'{forms}; object-src 'none'"
     );
     HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
 }
@@ -62,7 +64,7 @@ mod tests {
 
     #[test]
     fn html_gets_csp_and_https_gets_hsts() {
-        let csp = content_security_policy(Some("https://cdn.example.com"));
+        let csp = content_security_policy(Some("https://cdn.example.com"), Some("https://id.example.com"));
         let mut res = response("text/html; charset=utf-8");
         apply(&mut res, true, &csp);
         let h = res.headers();
@@ -73,6 +75,7 @@ mod tests {
             .expect("ascii");
         assert!(got.contains("script-src 'self' https://cdn.example.com"), "{got}");
         assert!(got.contains("frame-ancestors 'none'"));
+        assert!(got.contains("form-action 'self' https://id.example.com"), "{got}");
         assert_eq!(h.get(header::X_FRAME_OPTIONS).expect("xfo"), "DENY");
         assert!(h.get(header::STRICT_TRANSPORT_SECURITY).is_some());
         assert_eq!(h.get(header::X_CONTENT_TYPE_OPTIONS).expect("nosniff"), "nosniff");
@@ -81,7 +84,7 @@ mod tests {
     #[test]
     fn json_gets_no_csp_and_http_gets_no_hsts() {
         let mut res = response("application/json");
-        apply(&mut res, false, &content_security_policy(None));
+        apply(&mut res, false, &content_security_policy(None, None));
         assert!(res.headers().get(header::CONTENT_SECURITY_POLICY).is_none());
         assert!(res.headers().get(header::STRICT_TRANSPORT_SECURITY).is_none());
         assert!(res.headers().get(header::X_CONTENT_TYPE_OPTIONS).is_some());

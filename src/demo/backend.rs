@@ -1,7 +1,11 @@
 //! The demo backend: a ChatKit-compatible echo server and a small tasks API. It verifies
 //! the Bearer token against the demo provider's keys and streams its answers word by word.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -36,18 +40,44 @@ impl DemoBackend {
     }
 }
 
-/// Mounts the backend under `/demo/backend`.
+/// Mounts the backend's routes at its root, as a separate backend has them.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/demo/backend")
-            .route("/chatkit", web::post().to(chatkit))
-            .route("/chatkit/upload", web::post().to(upload_direct))
-            .route(
-                "/chatkit/attachments/{id}/upload",
-                web::post().to(upload_two_phase),
-            )
-            .route("/api/tasks", web::get().to(tasks)),
-    );
+    cfg.route("/chatkit", web::post().to(chatkit))
+        .route("/chatkit/upload", web::post().to(upload_direct))
+        .route(
+            "/chatkit/attachments/{id}/upload",
+            web::post().to(upload_two_phase),
+        )
+        .route("/api/tasks", web::get().to(tasks));
+}
+
+/// The demo backend, listening on a loopback port of its own.
+pub struct RunningBackend {
+    /// Its base URL, `http://127.0.0.1:{port}`.
+    pub url: url::Url,
+    /// The server, not yet polled.
+    pub server: actix_web::dev::Server,
+}
+
+/// Binds the demo backend on `127.0.0.1:0`; it trusts tokens of `idp` only.
+pub fn start(idp: Arc<DemoIdp>, word_delay: Duration) -> anyhow::Result<RunningBackend> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    let port = listener.local_addr()?.port();
+    let backend = web::Data::new(DemoBackend::new(word_delay));
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(web::Data::from(idp.clone()))
+            .app_data(backend.clone())
+            .configure(configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(RunningBackend {
+        url: url::Url::parse(&format!("http://127.0.0.1:{port}"))?,
+        server,
+    })
 }
 
 fn now_iso() -> String {
@@ -230,11 +260,13 @@ async fn chatkit(
             let id = new_id("att");
             let proto = fwd(&req, "x-forwarded-proto").unwrap_or("http");
             let host = fwd(&req, "x-forwarded-host").unwrap_or("127.0.0.1");
+            // The usual convention: public path = X-Forwarded-Prefix + the path we received.
             let prefix = fwd(&req, "x-forwarded-prefix").unwrap_or("");
+            let here = req.path();
             let att = json!({
                 "id": id, "type": "file",
                 "name": params["name"], "mime_type": params["mime_type"],
-                "upload_descriptor": { "url": format!("{proto}://{host}{prefix}/attachments/{id}/upload"), "method": "POST", "headers": {} },
+                "upload_descriptor": { "url": format!("{proto}://{host}{prefix}{here}/attachments/{id}/upload"), "method": "POST", "headers": {} },
             });
             let mut stored = att.clone();
             stored["owner"] = json!(user);

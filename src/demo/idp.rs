@@ -27,7 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/token", web::post().to(token))
             .route("/userinfo", web::get().to(userinfo))
             .route("/revoke", web::post().to(revoke))
-            .route("/end_session", web::get().to(end_session)),
+            .route("/end_session", web::get().to(end_session))
+            .route("/end_session", web::post().to(end_session_form)),
     );
 }
 
@@ -189,7 +190,8 @@ async fn authorize_submit(idp: web::Data<DemoIdp>, f: web::Form<AuthorizeParams>
 
 #[derive(Deserialize)]
 struct TokenForm {
-    grant_type: String,
+    /// Absent on revocation requests (RFC 7009 has none).
+    grant_type: Option<String>,
     code: Option<String>,
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
@@ -333,7 +335,7 @@ async fn token(req: HttpRequest, idp: web::Data<DemoIdp>, f: web::Form<TokenForm
         return oauth_error(401, "invalid_client");
     }
     let mut inner = idp.lock();
-    let result = match f.grant_type.as_str() {
+    let result = match f.grant_type.as_deref().unwrap_or("") {
         "authorization_code" => {
             let Some(grant) = f.code.as_ref().and_then(|c| inner.codes.remove(c)) else {
                 return oauth_error(400, "invalid_grant");
@@ -425,6 +427,7 @@ async fn revoke(req: HttpRequest, idp: web::Data<DemoIdp>, f: web::Form<TokenFor
 struct EndSession {
     post_logout_redirect_uri: Option<String>,
     id_token_hint: Option<String>,
+    client_id: Option<String>,
 }
 
 /// Tells the relying party, server to server, that this provider session ended.
@@ -468,7 +471,20 @@ async fn send_backchannel_logout(idp: &DemoIdp, id_token: &str) {
     }
 }
 
+/// RP-initiated logout sent as a form POST (how a relying party sends `id_token_hint`
+/// without putting it in a URL).
+async fn end_session_form(idp: web::Data<DemoIdp>, f: web::Form<EndSession>) -> HttpResponse {
+    end_session(idp, web::Query(f.into_inner())).await
+}
+
 async fn end_session(idp: web::Data<DemoIdp>, q: web::Query<EndSession>) -> HttpResponse {
+    if q.client_id.as_deref().is_some_and(|c| c != idp.client_id) {
+        return html_page(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "Invalid sign-out request",
+            "client_id is not registered",
+        );
+    }
     if let Some(hint) = &q.id_token_hint {
         send_backchannel_logout(&idp, hint).await;
     }

@@ -2,16 +2,9 @@
 
 use std::{cell::Cell, rc::Rc, time::Duration};
 
-use actix_web::{
-    body::SizedStream,
-    http::{header, Method, StatusCode},
-    web, HttpRequest, HttpResponse,
-};
-use awc::error::SendRequestError;
-use url::Url;
-
 use super::{
     headers::{downstream_response_headers, upstream_request_headers, Identity},
+    routes::{RouteAuth, Upstream},
     stream::{LimitedBody, UpstreamBody},
 };
 use crate::{
@@ -20,29 +13,16 @@ use crate::{
         refresh::{forwarded, fresh_tokens},
     },
     error::ApiError,
+    session::now,
     state::AppState,
     telemetry::request_id,
 };
-
-/// Whether a route needs a signed-in user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteAuth {
-    /// 401 without a session; the token is forwarded.
-    Required,
-    /// Forwarded without identity headers or token.
-    Anonymous,
-}
-
-/// Where a proxied route goes.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    /// Prefix of the route on our side, e.g. `/api/chatkit`.
-    pub prefix: String,
-    /// Base URL the tail is appended to.
-    pub base: Url,
-    /// Auth policy.
-    pub auth: RouteAuth,
-}
+use actix_web::{
+    body::SizedStream,
+    http::{header, Method, StatusCode},
+    web, HttpRequest, HttpResponse,
+};
+use awc::error::SendRequestError;
 
 /// The awc client used for upstreams; one per worker, its pool sized for long streams.
 pub struct ProxyClient(pub awc::Client);
@@ -68,41 +48,19 @@ impl ProxyClient {
     }
 }
 
-/// A proxy failure: JSON with an `error` code and the request id.
-fn failure(status: StatusCode, code: &str, message: &str, request_id: &str) -> HttpResponse {
-    tracing::warn!(status = status.as_u16(), code, "proxy failure: {message}");
+/// A proxy failure: JSON with an `error` code, a fixed message and the request id; the
+/// detail goes to the log only.
+fn failure(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    detail: &dyn std::fmt::Display,
+    request_id: &str,
+) -> HttpResponse {
+    tracing::warn!(status = status.as_u16(), code, detail = %detail, "proxy failure");
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({ "error": code, "message": message, "request_id": request_id }))
-}
-
-/// Checks the tail of the path (still percent-encoded) for traversal out of the route.
-fn safe_tail(tail: &str) -> bool {
-    tail.split('/').all(|seg| {
-        let decoded = percent_decode(seg);
-        decoded != "." && decoded != ".." && !decoded.contains('/') && !decoded.contains('\\')
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-/// Target URL: the base, the tail, and the request's query string.
-fn target_url(base: &Url, tail: &str, query: &str) -> String {
-    let mut url = base.as_str().trim_end_matches('/').to_owned();
-    if !tail.is_empty() {
-        url.push('/');
-        url.push_str(tail);
-    }
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
 }
 
 fn is_upload(req: &HttpRequest) -> bool {
@@ -113,25 +71,38 @@ fn is_upload(req: &HttpRequest) -> bool {
 }
 
 /// During a migration from the Next.js route: its id_token cookie, accepted only after
-/// full validation (signature, iss, aud, exp). It cannot be refreshed; when it expires the
-/// user signs in again and gets a real session.
+/// full validation (signature, iss, aud, exp) and only if no sign-out has revoked it. It
+/// cannot be refreshed; when it expires the user signs in again and gets a real session.
 async fn legacy_identity(
     req: &HttpRequest,
     state: &AppState,
     client: &ProxyClient,
-) -> Option<(String, String)> {
-    let name = state.settings.legacy_cookie.as_deref()?;
-    let token = req.cookie(name)?.value().to_owned();
-    match state.provider.validate_id_token(&client.0, &token, None).await {
-        Ok(claims) => {
-            tracing::info!("request accepted on the legacy id_token cookie");
-            Some((token, claims.sub))
-        }
+) -> Result<Option<(String, String)>, ApiError> {
+    let Some(name) = state.settings.legacy_cookie.as_deref() else {
+        return Ok(None);
+    };
+    let Some(cookie) = req.cookie(name) else {
+        return Ok(None);
+    };
+    let token = cookie.value().to_owned();
+    let claims = match state.provider.validate_id_token(&client.0, &token, None).await {
+        Ok(claims) => claims,
         Err(e) => {
             tracing::info!(error = %e, "legacy cookie refused");
-            None
+            return Ok(None);
         }
+    };
+    if state
+        .store
+        .token_revoked(&token, now())
+        .await
+        .map_err(ApiError::StoreUnavailable)?
+    {
+        tracing::info!("legacy cookie refused: its session was signed out");
+        return Ok(None);
     }
+    tracing::info!("request accepted on the legacy id_token cookie");
+    Ok(Some((token, claims.sub)))
 }
 
 /// Forwards `req` to `upstream`, appending `tail` (the part of the path after the prefix).
@@ -146,12 +117,20 @@ pub async fn forward(
 ) -> Result<HttpResponse, ApiError> {
     let rid = request_id(&req);
     let settings = &state.settings;
-    if !safe_tail(tail) {
+    // Upgrades (WebSocket) are not proxied: say so at once rather than wait on a body
+    // that never ends.
+    if req.headers().contains_key(header::UPGRADE) {
         return Err(ApiError::BadRequest(
-            "bad_path",
-            "the path may not contain . or .. segments".into(),
+            "upgrade_not_supported",
+            "protocol upgrades (WebSocket) are not proxied".into(),
         ));
     }
+    let url = upstream.target(tail, req.query_string()).ok_or_else(|| {
+        ApiError::BadRequest(
+            "bad_path",
+            "the path may not contain dot segments, path parameters, backslashes, control characters or encoded slashes".into(),
+        )
+    })?;
 
     let (bearer, user_id, session_key) = match upstream.auth {
         RouteAuth::Anonymous => (None, None, None),
@@ -165,7 +144,7 @@ pub async fn forward(
             }
             None => {
                 let (token, sub) = legacy_identity(&req, state, client)
-                    .await
+                    .await?
                     .ok_or(ApiError::NotAuthenticated)?;
                 (Some(token), Some(sub), None)
             }
@@ -197,14 +176,16 @@ pub async fn forward(
         client_ip: state.client_ip(&req),
         proto: state.public_url.scheme(),
         host: &state.public_host,
-        prefix: &upstream.prefix,
+        prefix: upstream.forwarded_prefix.as_deref(),
         request_id: &rid,
     };
     let headers =
         upstream_request_headers(req.headers(), &id).map_err(|e| ApiError::BadRequest("bad_header", e.0))?;
 
-    let url = target_url(&upstream.base, tail, req.query_string());
-    let mut up = client.0.request(req.method().clone(), &url).no_decompress();
+    let mut up = client
+        .0
+        .request(req.method().clone(), url.as_str())
+        .no_decompress();
     *up.headers_mut() = headers;
     let overflowed = Rc::new(Cell::new(false));
     let body = LimitedBody::new(payload, limit, overflowed.clone());
@@ -218,19 +199,21 @@ pub async fn forward(
     let res = match sent {
         Ok(r) => r,
         Err(_) if overflowed.get() => return Err(ApiError::PayloadTooLarge(limit)),
-        Err(SendRequestError::Timeout) => {
+        Err(e @ SendRequestError::Timeout) => {
             return Ok(failure(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
                 "the upstream did not answer in time",
+                &e,
                 &rid,
             ))
         }
-        Err(SendRequestError::Connect(e)) => {
+        Err(e @ SendRequestError::Connect(_)) => {
             return Ok(failure(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
-                &format!("cannot connect to the upstream: {e}"),
+                "the upstream cannot be reached",
+                &e,
                 &rid,
             ))
         }
@@ -238,7 +221,8 @@ pub async fn forward(
             return Ok(failure(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
-                &format!("the upstream request failed: {e}"),
+                "the upstream request failed",
+                &e,
                 &rid,
             ))
         }
@@ -307,31 +291,4 @@ pub async fn forward(
         Some(n) if !sse => out.body(SizedStream::new(n, body)),
         _ => out.streaming(body),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn traversal_in_the_tail_is_refused() {
-        for bad in ["..", "a/../b", "%2e%2e", "%2E%2E/x", "a/%2F..", ".", "x/%5c.."] {
-            assert!(!safe_tail(bad), "{bad}");
-        }
-        for ok in ["", "attachments/att_1/upload", "a..b", "files/%20x"] {
-            assert!(safe_tail(ok), "{ok}");
-        }
-    }
-
-    #[test]
-    fn target_keeps_base_path_tail_and_query() {
-        let base = Url::parse("http://up:8000/chatkit").expect("url");
-        assert_eq!(target_url(&base, "", ""), "http://up:8000/chatkit");
-        assert_eq!(
-            target_url(&base, "upload/x", "a=1&b=2"),
-            "http://up:8000/chatkit/upload/x?a=1&b=2"
-        );
-        let slash = Url::parse("http://up:8000/").expect("url");
-        assert_eq!(target_url(&slash, "x", ""), "http://up:8000/x");
-    }
 }

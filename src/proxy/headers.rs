@@ -39,6 +39,28 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Upstream response headers that never reach the browser: the BFF's own security headers
+/// (it sets them itself, and an upstream must not weaken them), credentials, cross-origin
+/// grants, and headers that act on the whole origin.
+const DROPPED_FROM_UPSTREAM: &[&str] = &[
+    "set-cookie",
+    "set-cookie2",
+    "content-length",
+    "content-security-policy",
+    "content-security-policy-report-only",
+    "x-frame-options",
+    "x-content-type-options",
+    "referrer-policy",
+    "strict-transport-security",
+    "clear-site-data",
+    "alt-svc",
+    "x-request-id",
+];
+
+/// What proxied content may do when a browser renders it at our origin: nothing. An
+/// HTML or SVG answer from the backend opened in a tab runs no script and is framed nowhere.
+const PROXIED_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
 /// A context header the proxy refuses, with the reason.
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadHeader(pub String);
@@ -55,8 +77,8 @@ pub struct Identity<'a> {
     pub proto: &'a str,
     /// Host (and port) as the browser sees us.
     pub host: &'a str,
-    /// The route prefix the upstream is mounted under, e.g. `/api/chatkit`.
-    pub prefix: &'a str,
+    /// `X-Forwarded-Prefix` (public path = prefix + upstream path); `None` or empty: not sent.
+    pub prefix: Option<&'a str>,
     /// This request's id.
     pub request_id: &'a str,
 }
@@ -108,7 +130,9 @@ pub fn upstream_request_headers(incoming: &HeaderMap, id: &Identity<'_>) -> Resu
     }
     set("x-forwarded-proto", id.proto);
     set("x-forwarded-host", id.host);
-    set("x-forwarded-prefix", id.prefix);
+    if let Some(p) = id.prefix.filter(|p| !p.is_empty()) {
+        set("x-forwarded-prefix", p);
+    }
     set("x-request-id", id.request_id);
     let trace = incoming
         .get("traceparent")
@@ -139,22 +163,26 @@ fn connection_tokens(h: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// Copies upstream response headers minus hop-by-hop, `Set-Cookie` and `Content-Length`
-/// (the body's length is carried by the response body itself).
+/// Copies upstream response headers minus hop-by-hop, CORS and [`DROPPED_FROM_UPSTREAM`]
+/// (`Content-Length` too: the body carries its own length), and sets the proxied CSP.
 pub fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let named = connection_tokens(upstream);
     let mut out = HeaderMap::new();
     for (name, value) in upstream.iter() {
         let n = name.as_str();
         if HOP_BY_HOP.contains(&n)
-            || n == "set-cookie"
-            || n == "content-length"
+            || DROPPED_FROM_UPSTREAM.contains(&n)
+            || n.starts_with("access-control-")
             || named.iter().any(|t| t == n)
         {
             continue;
         }
         out.append(name.clone(), value.clone());
     }
+    out.insert(
+        HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static(PROXIED_CSP),
+    );
     out
 }
 
@@ -202,7 +230,7 @@ mod tests {
             client_ip: Some("127.0.0.9".into()),
             proto: "https",
             host: "app.example.com",
-            prefix: "/api/chatkit",
+            prefix: Some("/api"),
             request_id: "req-1",
         }
     }
@@ -224,7 +252,7 @@ mod tests {
         assert_eq!(out.get("x-forwarded-for").expect("xff"), "127.0.0.9");
         assert!(out.get("host").is_none());
         assert_eq!(out.get("content-type").expect("ct"), "application/json");
-        assert_eq!(out.get("x-forwarded-prefix").expect("prefix"), "/api/chatkit");
+        assert_eq!(out.get("x-forwarded-prefix").expect("prefix"), "/api");
         assert_eq!(out.get("x-forwarded-proto").expect("proto"), "https");
         assert_eq!(out.get("x-forwarded-host").expect("host"), "app.example.com");
     }
@@ -284,5 +312,34 @@ mod tests {
         }
         assert_eq!(out.get("content-type").expect("ct"), "text/event-stream");
         assert_eq!(out.get("x-upstream").expect("kept"), "kept");
+    }
+
+    #[test]
+    fn upstream_security_cors_and_site_data_headers_are_dropped() {
+        let up = map(&[
+            ("content-security-policy", "default-src *"),
+            ("x-frame-options", "ALLOWALL"),
+            ("x-content-type-options", "none"),
+            ("referrer-policy", "unsafe-url"),
+            ("strict-transport-security", "max-age=0"),
+            ("access-control-allow-origin", "https://evil.example"),
+            ("access-control-allow-credentials", "true"),
+            ("clear-site-data", "\"*\""),
+            ("content-type", "text/html"),
+        ]);
+        let out = downstream_response_headers(&up);
+        for gone in [
+            "x-frame-options",
+            "x-content-type-options",
+            "referrer-policy",
+            "strict-transport-security",
+            "access-control-allow-origin",
+            "access-control-allow-credentials",
+            "clear-site-data",
+        ] {
+            assert!(out.get(gone).is_none(), "{gone}");
+        }
+        assert_eq!(out.get("content-security-policy").expect("ours"), PROXIED_CSP);
+        assert_eq!(out.get("content-type").expect("ct"), "text/html");
     }
 }

@@ -3,84 +3,18 @@
 pub mod eof;
 pub mod forward;
 pub mod headers;
+pub mod routes;
 pub mod stream;
 
-use std::collections::HashMap;
-
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
-use url::Url;
 
 use crate::{
     auth::extractor::MaybeSession,
-    config::Settings,
     error::{json_error, ApiError},
     state::AppState,
 };
-use forward::{forward, ProxyClient, RouteAuth, Upstream};
-
-/// Where each proxied route goes.
-#[derive(Debug, Clone, Default)]
-pub struct ProxyRoutes {
-    /// `/api/chatkit` → `CHATKIT_URL`.
-    pub chatkit: Option<Upstream>,
-    /// `/api/remote/{name}` → configured base URLs.
-    pub remote: HashMap<String, Upstream>,
-    /// Without `REMOTE_ROUTES`: `/api/remote/{name}` → `{BACKEND_URL}/api/{name}`.
-    pub backend: Option<Url>,
-}
-
-impl ProxyRoutes {
-    /// The route table from settings; `backend` is `BACKEND_URL` or the demo backend.
-    pub fn from_settings(s: &Settings, backend: Option<Url>) -> Self {
-        let chatkit = s
-            .chatkit_url
-            .clone()
-            .or_else(|| backend.as_ref().and_then(|b| join(b, "chatkit")))
-            .map(|base| Upstream {
-                prefix: "/api/chatkit".into(),
-                base,
-                auth: RouteAuth::Required,
-            });
-        let remote: HashMap<String, Upstream> = s
-            .remote_routes
-            .iter()
-            .map(|r| {
-                let up = Upstream {
-                    prefix: format!("/api/remote/{}", r.name),
-                    base: r.url.clone(),
-                    auth: if r.anonymous {
-                        RouteAuth::Anonymous
-                    } else {
-                        RouteAuth::Required
-                    },
-                };
-                (r.name.clone(), up)
-            })
-            .collect();
-        let backend = if remote.is_empty() { backend } else { None };
-        Self {
-            chatkit,
-            remote,
-            backend,
-        }
-    }
-
-    fn remote(&self, name: &str) -> Option<Upstream> {
-        if let Some(u) = self.remote.get(name) {
-            return Some(u.clone());
-        }
-        let base = join(self.backend.as_ref()?, &format!("api/{name}"))?;
-        Some(Upstream {
-            prefix: format!("/api/remote/{name}"),
-            base,
-            auth: RouteAuth::Required,
-        })
-    }
-}
-
-fn join(base: &Url, path: &str) -> Option<Url> {
-    Url::parse(&format!("{}/{path}", base.as_str().trim_end_matches('/'))).ok()
-}
+use forward::{forward, ProxyClient};
+pub use routes::ProxyRoutes;
 
 /// Mounts the proxy routes inside the `/api` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -118,21 +52,25 @@ async fn chatkit(
     forward(req, payload, &state, &client, session.0, &upstream, &tail).await
 }
 
+/// `/api/remote/{name}/{tail}`. The name is read from the raw path, not from the decoded
+/// match: `..%2F..%2Fadmin` is not an identifier, whatever it decodes to.
 async fn remote(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
     client: web::Data<ProxyClient>,
     session: MaybeSession,
-    path: web::Path<(String,)>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = path.into_inner().0;
-    let Some(upstream) = state.routes.remote(&name) else {
-        return Ok(json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such remote API",
+    let rest = tail_after(&req, "/api/remote");
+    let name = rest.split('/').next().unwrap_or("");
+    if !routes::valid_route_name(name) {
+        return Err(ApiError::BadRequest(
+            "bad_route",
+            "a route name is made of a-z, 0-9, - and _".into(),
         ));
+    }
+    let Some(upstream) = state.routes.remote(name) else {
+        return Err(ApiError::NotFound("no such remote API"));
     };
     let tail = tail_after(&req, &upstream.prefix).to_owned();
     forward(req, payload, &state, &client, session.0, &upstream, &tail).await

@@ -243,6 +243,7 @@ mod tests {
                 access_token: Some("a".into()),
                 refresh_token: None,
                 expires_at: 0,
+                issued_at: 0,
             },
             version: 0,
             created_at: 0,

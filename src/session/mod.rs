@@ -26,6 +26,9 @@ pub struct Tokens {
     pub refresh_token: Option<String>,
     /// Unix time at which the forwarded token expires.
     pub expires_at: i64,
+    /// Unix time the tokens were received (0 in sessions stored before it was recorded).
+    #[serde(default)]
+    pub issued_at: i64,
 }
 
 impl std::fmt::Debug for Tokens {

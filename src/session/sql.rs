@@ -9,6 +9,13 @@ use sqlx::{any::AnyPoolOptions, AnyPool, Row};
 
 use super::store::Stored;
 
+/// Tables with rows that expire.
+#[derive(Clone, Copy)]
+enum SweepTable {
+    Sessions,
+    OneTime,
+}
+
 /// The SQL side of the store.
 #[derive(Clone)]
 pub struct SqlStore {
@@ -241,22 +248,74 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Records a one-time value; false if it was already recorded (a replay).
+    /// Records a one-time value until `expires_at`; false if it is recorded and not yet
+    /// expired (a replay). Expired values are removed by [`SqlStore::sweep`].
     pub async fn consume_once(&self, hash: &str, expires_at: i64, now: i64) -> anyhow::Result<bool> {
-        sqlx::query("DELETE FROM consumed_states WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .context("prune consumed states")?;
         let done = sqlx::query(
-            "INSERT INTO consumed_states (state_hash, expires_at) VALUES ($1, $2) ON CONFLICT (state_hash) DO NOTHING",
+            "INSERT INTO consumed_states (state_hash, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (state_hash) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE consumed_states.expires_at < $3",
         )
         .bind(hash)
         .bind(expires_at)
+        .bind(now)
         .execute(&self.pool)
         .await
         .context("consume state")?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether a one-time value is recorded and not yet expired.
+    pub async fn is_consumed(&self, hash: &str, now: i64) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM consumed_states WHERE state_hash = $1 AND expires_at >= $2")
+            .bind(hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .context("read consumed state")?;
+        Ok(row.is_some())
+    }
+
+    /// Deletes up to `batch` rows of `table` whose deadline has passed; how many it deleted.
+    /// Small batches keep each statement short, so requests are never blocked for long, and
+    /// replicas sweeping at the same time only delete the same rows twice (a no-op).
+    async fn sweep_batch(&self, table_key: SweepTable, now: i64, batch: i64) -> anyhow::Result<u64> {
+        let sql = match table_key {
+            SweepTable::Sessions => {
+                "DELETE FROM sessions WHERE key_hash IN (SELECT key_hash FROM sessions \
+                 WHERE expires_at < $1 OR idle_expires_at < $1 LIMIT $2)"
+            }
+            SweepTable::OneTime => {
+                "DELETE FROM consumed_states WHERE state_hash IN (SELECT state_hash FROM consumed_states \
+                 WHERE expires_at < $1 LIMIT $2)"
+            }
+        };
+        let done = sqlx::query(sql)
+            .bind(now)
+            .bind(batch)
+            .execute(&self.pool)
+            .await
+            .context("sweep expired rows")?;
+        Ok(done.rows_affected())
+    }
+
+    /// Removes expired sessions (sealed tokens with them) and spent one-time values, in
+    /// batches of `batch` rows and at most `max_batches` statements per table.
+    pub async fn sweep(&self, now: i64, batch: i64, max_batches: usize) -> anyhow::Result<(u64, u64)> {
+        let mut removed = [0u64; 2];
+        for (i, table) in [SweepTable::Sessions, SweepTable::OneTime]
+            .into_iter()
+            .enumerate()
+        {
+            for _ in 0..max_batches {
+                let n = self.sweep_batch(table, now, batch).await?;
+                removed[i] += n;
+                if n < batch as u64 {
+                    break;
+                }
+            }
+        }
+        Ok((removed[0], removed[1]))
     }
 
     /// Appends to the audit log.

@@ -94,6 +94,11 @@ pub struct AuditEvent<'a> {
     pub detail: Option<&'a str>,
 }
 
+/// Revoked tokens share the one-time table; the prefix keeps them apart from states.
+fn revoked_token_hash(token: &str) -> String {
+    super::crypto::sha256_hex(&format!("revoked-token:{token}"))
+}
+
 impl SessionStore {
     /// Connects the SQL database (migrating it) and, with `redis = Some((url, prefix))`, Redis;
     /// `cache_ttl` > 0 keeps loaded sessions in memory that long, and starts following the
@@ -355,6 +360,25 @@ impl SessionStore {
     /// Marks a one-time value (login state, logout-token jti) as used; false on a replay.
     pub async fn consume_state(&self, hash: &str, expires_at: i64, now: i64) -> anyhow::Result<bool> {
         self.sql.consume_once(hash, expires_at, now).await
+    }
+
+    /// Records that `token` (an id_token a signed-out session held) must no longer be
+    /// accepted, until its own expiry; kept in SQL, so every replica sharing it sees it.
+    pub async fn revoke_token(&self, token: &str, expires_at: i64) -> anyhow::Result<()> {
+        self.sql
+            .consume_once(&revoked_token_hash(token), expires_at, super::now())
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether `token` was revoked by a sign-out.
+    pub async fn token_revoked(&self, token: &str, now: i64) -> anyhow::Result<bool> {
+        self.sql.is_consumed(&revoked_token_hash(token), now).await
+    }
+
+    /// Removes expired sessions and spent one-time values from SQL (Redis expires its own).
+    pub async fn sweep(&self, now: i64) -> anyhow::Result<(u64, u64)> {
+        self.sql.sweep(now, 500, 20).await
     }
 
     /// Appends to the audit log; failures are logged, never fatal to the request.

@@ -2,7 +2,7 @@
 
 use taskflow_bff::demo::Forgery;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{assert_is_redirect_to, spawn_app, spawn_app_with, TestApp};
 
 fn with_query(url: &str, drop: &str, set: Option<(&str, &str)>) -> String {
     let mut u = url::Url::parse(url).expect("url");
@@ -189,21 +189,54 @@ async fn open_redirect_return_to_values_are_refused() {
 }
 
 #[actix_web::test]
-async fn provider_error_shows_a_readable_page() {
+async fn provider_error_shows_a_fixed_page_with_a_way_to_try_again() {
     let app = spawn_app().await;
-    app.start_login("/dashboard").await;
+    let authorize = app.start_login("/dashboard").await;
+    let state = url::Url::parse(&authorize)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
     let r = app
-        .get("/api/auth/callback?error=access_denied&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .get(&format!(
+            "/api/auth/callback?error=access_denied&state={state}&error_description=Call%20%2B1-555%20to%20unlock%20%3Cscript%3E"
+        ))
         .await;
     assert_eq!(r.status, 400);
     let body = r.text();
+    assert!(body.contains("Sign-in was cancelled"), "{body}");
     assert!(
-        body.contains("Sign-in was not completed: access_denied"),
+        body.contains("Try again") && body.contains("/api/auth/login"),
         "{body}"
     );
-    assert!(!body.contains("<script>alert"), "escaped: {body}");
+    assert!(
+        !body.contains("555") && !body.contains("unlock"),
+        "description never shown: {body}"
+    );
     assert!(r
         .set_cookie(&app.state.login_cookie)
         .expect("cleared")
         .contains("Max-Age=0"));
+}
+
+#[actix_web::test]
+async fn a_crafted_error_link_neither_shows_text_nor_clears_a_sign_in_in_progress() {
+    let app = spawn_app().await;
+    let authorize = app.start_login("/dashboard").await;
+    // Without the right state: no provider text, and the sign-in in progress survives.
+    for q in [
+        "error=access_denied&error_description=Your%20account%20is%20locked",
+        "error=access_denied&state=forged&error_description=Your%20account%20is%20locked",
+    ] {
+        let r = app.get(&format!("/api/auth/callback?{q}")).await;
+        assert_eq!(r.status, 400, "{q}");
+        assert!(!r.text().contains("locked"), "{q}: {}", r.text());
+        assert!(
+            r.set_cookie(&app.state.login_cookie).is_none(),
+            "{q}: login cookie kept"
+        );
+    }
+    let callback = app.authorize(&authorize, 0).await;
+    assert_is_redirect_to(&app.get(&callback).await, "/dashboard");
 }

@@ -14,7 +14,7 @@ async fn replicas(store: &[(&str, &str)]) -> (TestApp, TestApp) {
     let a = spawn_app_with(&a_vars).await;
     let issuer = a.demo().issuer.clone();
     let secret = a.demo().client_secret().expose_secret().to_owned();
-    let backend = format!("{}/demo/backend", a.origin);
+    let backend = a.state.routes.backend.clone().expect("demo backend").to_string();
     let mut b_vars = vec![
         ("SESSION_SECRET", SECRET),
         ("OIDC_ISSUER", issuer.as_str()),

@@ -1,0 +1,159 @@
+//! Sign-out: the session ends here, its tokens are retired, and the browser is sent to the
+//! provider's end_session endpoint. Whether the id_token goes along as `id_token_hint` is
+//! the operator's choice (`LOGOUT_ID_TOKEN_HINT`): it saves the user a confirmation click at
+//! some providers, but shows the browser the very token the backend accepts; when sent, it
+//! travels in a POST form body, never in a URL (history, logs, `Referer`).
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::{extractor::MaybeSession, provider::Provider};
+use crate::{
+    error::ApiError,
+    session::{store::AuditEvent, Tokens},
+    state::AppState,
+};
+
+/// Retires the tokens of a session that just ended: the refresh token is revoked at the
+/// provider (when a client is at hand) and, while legacy cookies are accepted, the id_token
+/// is denied until it expires, on every replica sharing the database.
+pub async fn retire_tokens(state: &AppState, client: Option<&awc::Client>, tokens: &Tokens) {
+    if let (Some(client), Some(rt)) = (client, &tokens.refresh_token) {
+        state.provider.revoke(client, rt).await;
+    }
+    if state.settings.legacy_cookie.is_some() {
+        let leeway = state.provider.leeway().as_secs() as i64;
+        let until = Provider::expiry_of(&tokens.id_token).unwrap_or(tokens.expires_at) + leeway;
+        if let Err(e) = state.store.revoke_token(&tokens.id_token, until).await {
+            tracing::error!(error = %format!("{e:#}"), "cannot record a revoked token");
+        }
+    }
+}
+
+/// Where the browser goes after `POST /api/auth/logout`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SignedOut {
+    /// URL to open (GET), or the form's action when `fields` is set.
+    pub redirect_to: String,
+    /// `POST` when the browser must submit `fields` to `redirect_to` as a form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'static str>,
+    /// Form fields for the POST (the `id_token_hint` among them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<(&'static str, String)>>,
+}
+
+/// The RP-initiated logout step for `end_session` (OIDC RP-Initiated Logout 1.0).
+pub fn end_session_step(
+    end_session: &str,
+    client_id: &str,
+    post_logout: &str,
+    hint: Option<&str>,
+) -> Option<SignedOut> {
+    let mut url = url::Url::parse(end_session).ok()?;
+    Some(match hint {
+        None => {
+            url.query_pairs_mut()
+                .append_pair("client_id", client_id)
+                .append_pair("post_logout_redirect_uri", post_logout);
+            SignedOut {
+                redirect_to: url.into(),
+                method: None,
+                fields: None,
+            }
+        }
+        Some(token) => SignedOut {
+            redirect_to: url.into(),
+            method: Some("POST"),
+            fields: Some(vec![
+                ("id_token_hint", token.to_owned()),
+                ("client_id", client_id.to_owned()),
+                ("post_logout_redirect_uri", post_logout.to_owned()),
+            ]),
+        },
+    })
+}
+
+/// Ends the session here and, when the provider supports it, at the provider.
+#[tracing::instrument(name = "logout", skip_all)]
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    session: MaybeSession,
+) -> Result<HttpResponse, ApiError> {
+    let mut out = SignedOut {
+        redirect_to: "/".into(),
+        method: None,
+        fields: None,
+    };
+    if let Some(s) = session.0 {
+        state
+            .store
+            .delete(&s.key_hash)
+            .await
+            .map_err(ApiError::StoreUnavailable)?;
+        state
+            .store
+            .audit(AuditEvent {
+                event: "sign_out",
+                sub: Some(&s.record.sub),
+                session_id: Some(&s.record.id),
+                ip: state.client_ip(&req).as_deref(),
+                detail: None,
+            })
+            .await;
+        tracing::info!(session = %s.record.id, "signed out");
+        retire_tokens(&state, Some(&client), &s.record.tokens).await;
+        if let Ok(md) = state.provider.metadata(&client).await {
+            let hint = state
+                .settings
+                .logout_id_token_hint
+                .then_some(s.record.tokens.id_token.as_str());
+            let step = md.end_session_endpoint.as_deref().and_then(|end| {
+                end_session_step(
+                    end,
+                    state.provider.client_id(),
+                    &format!("{}/", state.origin()),
+                    hint,
+                )
+            });
+            if let Some(step) = step {
+                out = step;
+            }
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(super::transaction::removal_cookie(
+            &state.session_cookie,
+            state.secure_cookies,
+        ))
+        .json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_the_hint_the_token_never_reaches_the_url() {
+        let step = end_session_step("https://id.example/end", "c1", "https://app/", None).expect("url");
+        assert_eq!(
+            step.redirect_to,
+            "https://id.example/end?client_id=c1&post_logout_redirect_uri=https%3A%2F%2Fapp%2F"
+        );
+        assert!(step.fields.is_none());
+    }
+
+    #[test]
+    fn with_the_hint_it_travels_in_a_post_body() {
+        let step =
+            end_session_step("https://id.example/end", "c1", "https://app/", Some("eyJ.x.y")).expect("url");
+        assert_eq!(step.redirect_to, "https://id.example/end");
+        assert_eq!(step.method, Some("POST"));
+        let fields = step.fields.expect("fields");
+        assert!(fields.contains(&("id_token_hint", "eyJ.x.y".into())));
+        assert!(!step.redirect_to.contains("eyJ"));
+    }
+}
