@@ -25,14 +25,13 @@ pub fn check(req: &HttpRequest, origin: &str) -> Result<(), ApiError> {
     let site = header("sec-fetch-site");
     let foreign =
         matches!(site, Some("cross-site" | "same-site")) || claimed_origin.is_some_and(|o| o != origin);
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if safe {
-        if foreign && !NAVIGATIONS.contains(&path) {
-            return Err(ApiError::Forbidden(
-                "cross_site_request",
-                "requests from other sites are refused".into(),
-            ));
-        }
+    if foreign && !NAVIGATIONS.contains(&path) {
+        return Err(ApiError::Forbidden(
+            "cross_site_request",
+            "requests from other sites are refused".into(),
+        ));
+    }
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
     let same_origin = match (claimed_origin, site) {

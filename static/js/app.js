@@ -17,6 +17,22 @@ document.addEventListener("click", async (event) => {
   try {
     const res = await window.bffFetch("/api/auth/logout", { method: "POST" });
     const body = await res.json();
+    if (body.method === "POST" && Array.isArray(body.fields)) {
+      // The provider wants id_token_hint: it goes in a form body, never in a URL.
+      const form = document.createElement("form");
+      form.method = "POST";
+      form.action = body.redirect_to;
+      for (const [name, value] of body.fields) {
+        const input = document.createElement("input");
+        input.type = "hidden";
+        input.name = name;
+        input.value = value;
+        form.appendChild(input);
+      }
+      document.body.appendChild(form);
+      form.submit();
+      return;
+    }
     window.location.assign(body.redirect_to || "/");
   } catch (e) {
     window.location.assign("/");

@@ -2,6 +2,7 @@ mod backchannel;
 mod bad_input;
 mod callback_rejections;
 mod drills;
+mod hardening;
 mod helpers;
 mod login;
 mod oidc_provider;

@@ -24,6 +24,8 @@ pub struct Signals {
     pub closed: AtomicBool,
     /// Notified when `closed` is set.
     pub closed_notify: Notify,
+    /// Requests received, whatever their path: what a traversal must never change.
+    pub received: std::sync::atomic::AtomicUsize,
 }
 
 pub struct TestUpstream {
@@ -137,6 +139,23 @@ async fn slow_json() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "slow": true }))
 }
 
+/// An upstream that tries to weaken the BFF's headers and grant other sites access.
+async fn hostile() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Content-Security-Policy", "default-src *"))
+        .insert_header(("X-Frame-Options", "ALLOWALL"))
+        .insert_header(("X-Content-Type-Options", "none"))
+        .insert_header(("Referrer-Policy", "unsafe-url"))
+        .insert_header(("Strict-Transport-Security", "max-age=0"))
+        .insert_header(("Access-Control-Allow-Origin", "https://evil.example"))
+        .insert_header(("Access-Control-Allow-Credentials", "true"))
+        .insert_header(("Clear-Site-Data", "\"*\""))
+        .insert_header(("Set-Cookie", "upstream=1; Path=/"))
+        .insert_header(("X-Upstream", "kept"))
+        .content_type("text/html")
+        .body("<script>alert(document.cookie)</script>")
+}
+
 async fn complete() -> HttpResponse {
     let body = stream::iter(vec![
         Ok::<_, std::io::Error>(Bytes::from("data: {\"n\":1}\n\n")),
@@ -152,8 +171,14 @@ pub fn spawn_upstream() -> TestUpstream {
     let port = listener.local_addr().expect("addr").port();
     let data = web::Data::new(signals.clone());
     let server = HttpServer::new(move || {
+        let counter = data.clone();
         App::new()
             .app_data(data.clone())
+            .wrap_fn(move |req, srv| {
+                counter.received.fetch_add(1, Ordering::SeqCst);
+                actix_web::dev::Service::call(srv, req)
+            })
+            .route("/chatkit/hostile", web::to(hostile))
             .route("/chatkit/status/{code}", web::to(status))
             .route("/chatkit/two-events", web::to(two_events))
             .route("/chatkit/abort", web::to(abort_mid_stream))
