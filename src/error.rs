@@ -1,7 +1,47 @@
 //! Errors at the two HTTP boundaries: JSON under /api, readable HTML pages elsewhere.
 
+use std::{future::Future, sync::Arc};
+
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use askama::Template;
+
+use crate::metrics::Metrics;
+
+/// What an error answer needs to know about the request and the app it belongs to, which
+/// `ResponseError::error_response` is not given: set for each request by the app's own
+/// middleware ([`ErrorContext::scope`]), so two apps in one process share nothing.
+#[derive(Clone)]
+pub struct ErrorContext {
+    /// The request id, repeated in every JSON error body.
+    pub request_id: String,
+    /// Whether error pages show the demo banner.
+    pub demo: bool,
+    /// The app's metrics (store errors are counted where they are answered).
+    pub metrics: Arc<Metrics>,
+}
+
+tokio::task_local! {
+    static CONTEXT: ErrorContext;
+}
+
+impl ErrorContext {
+    /// Runs `f` (the rest of the request) with this context.
+    pub fn scope<F: Future>(self, f: F) -> impl Future<Output = F::Output> {
+        CONTEXT.scope(self, f)
+    }
+
+    fn with<T>(f: impl FnOnce(&ErrorContext) -> T) -> Option<T> {
+        CONTEXT.try_with(f).ok()
+    }
+}
+
+fn count_store_error() {
+    ErrorContext::with(|c| {
+        c.metrics
+            .store_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    });
+}
 
 /// An error answered as `{"error": code, "message": text}`.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +70,19 @@ pub enum ApiError {
     /// Too many requests from this client; retry after the given seconds.
     #[error("too many requests; try again in {0} s")]
     RateLimited(u64),
+    /// The upstream could not be reached, did not answer in time or failed; `detail` is
+    /// logged, never sent.
+    #[error("{message}")]
+    Upstream {
+        /// 502 or 504.
+        status: StatusCode,
+        /// Stable code, e.g. `upstream_unavailable`.
+        code: &'static str,
+        /// Fixed text for the client.
+        message: &'static str,
+        /// What went wrong, for the log.
+        detail: String,
+    },
     /// The session store cannot be reached.
     #[error("the session store is unavailable")]
     StoreUnavailable(#[source] anyhow::Error),
@@ -52,6 +105,7 @@ impl ApiError {
             Self::RequestTimeout => "request_timeout",
             Self::NotFound(_) => "not_found",
             Self::RateLimited(_) => "rate_limited",
+            Self::Upstream { code, .. } => code,
             Self::StoreUnavailable(_) => "session_store_unavailable",
             Self::IdpUnavailable(_) => "idp_unavailable",
             Self::Unexpected(_) => "internal_error",
@@ -69,6 +123,7 @@ impl ResponseError for ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Upstream { status, .. } => *status,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::IdpUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,12 +131,17 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if matches!(self, Self::StoreUnavailable(_)) {
-            crate::metrics::METRICS
-                .store_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self {
+            Self::StoreUnavailable(_) => count_store_error(),
+            // Someone else's fault: a warning with the detail, not an error of ours.
+            Self::Upstream { detail, .. } => {
+                tracing::warn!(status = self.status_code().as_u16(), code = self.code(), detail = %detail, "proxy failure");
+            }
+            _ => {}
         }
-        log_once(self.status_code(), self.code(), self);
+        if !matches!(self, Self::Upstream { .. }) {
+            log_once(self.status_code(), self.code(), self);
+        }
         let mut res = json_error(self.status_code(), self.code(), &self.to_string());
         if let Self::RateLimited(secs) = self {
             retry_after(&mut res, *secs);
@@ -98,11 +158,12 @@ pub fn is_api_path(path: &str) -> bool {
     (path == "/api" || path.starts_with("/api/")) && !PAGES_UNDER_API.contains(&path)
 }
 
-/// The JSON error body used everywhere under /api.
+/// The JSON error body used everywhere under /api: code, message and the request id.
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    let request_id = ErrorContext::with(|c| c.request_id.clone()).unwrap_or_default();
     HttpResponse::build(status)
         .insert_header(("Cache-Control", "no-store"))
-        .json(serde_json::json!({ "error": code, "message": message }))
+        .json(serde_json::json!({ "error": code, "message": message, "request_id": request_id }))
 }
 
 /// An error answered with the HTML error page.
@@ -172,9 +233,7 @@ impl ResponseError for PageError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         if matches!(self, Self::StoreUnavailable(_)) {
-            crate::metrics::METRICS
-                .store_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            count_store_error();
         }
         log_once(status, "page_error", self);
         let title = match self {
@@ -240,7 +299,7 @@ pub fn html_page_with(
         status: status.as_u16(),
         title,
         message,
-        demo: crate::dashboard::demo_banner(),
+        demo: ErrorContext::with(|c| c.demo).unwrap_or(false),
         action,
     };
     match page.render() {

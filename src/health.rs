@@ -1,14 +1,56 @@
 //! Liveness and readiness probes, and the metrics endpoint.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+    web, HttpResponse,
+};
 
-use crate::state::AppState;
+use crate::{metrics::counter, state::AppState};
 
-/// Mounts `/healthz` and `/readyz`.
+/// Mounts `/healthz`, `/readyz` and `/metrics`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(crate::metrics::metrics));
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// Counts every request by its route pattern (not its path: ids would explode the labels).
+pub async fn count_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        state.metrics.count_request(route, res.status().as_u16());
+    }
+    Ok(res)
+}
+
+/// `GET /metrics`: the app's counters and the session cache's.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut out = state.metrics.render();
+    let (hits, loads) = state.store.load_counts();
+    counter(
+        &mut out,
+        "taskflow_session_cache_hits_total",
+        "Session lookups answered from memory.",
+        hits,
+    );
+    counter(
+        &mut out,
+        "taskflow_session_store_loads_total",
+        "Session reads from the store.",
+        loads,
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
 }
 
 async fn healthz() -> HttpResponse {

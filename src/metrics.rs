@@ -1,22 +1,15 @@
 //! Prometheus metrics: requests by route and status, upstream latency, open event
-//! streams, sign-ins, refreshes and store errors. Process-wide, like a Prometheus
-//! registry, because error responses are rendered where no app state is reachable.
+//! streams, sign-ins, refreshes and store errors. One set per app (in its state), so two
+//! apps in one process count apart.
 
 use std::{
     collections::BTreeMap,
     fmt::Write,
     sync::{
         atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
-        LazyLock, Mutex,
+        Mutex,
     },
     time::Duration,
-};
-
-use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    middleware::Next,
-    HttpResponse,
 };
 
 const BUCKETS: [f64; 12] = [
@@ -24,6 +17,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// The counters.
+#[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     upstream_buckets: [AtomicU64; BUCKETS.len()],
@@ -45,21 +39,6 @@ pub struct Metrics {
     pub backchannel_logouts: AtomicU64,
 }
 
-/// The process's metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    requests: Mutex::new(BTreeMap::new()),
-    upstream_buckets: Default::default(),
-    upstream_count: AtomicU64::new(0),
-    upstream_sum_us: AtomicU64::new(0),
-    open_streams: AtomicI64::new(0),
-    logins: AtomicU64::new(0),
-    login_failures: AtomicU64::new(0),
-    refreshes: AtomicU64::new(0),
-    refresh_failures: AtomicU64::new(0),
-    store_errors: AtomicU64::new(0),
-    backchannel_logouts: AtomicU64::new(0),
-});
-
 impl Metrics {
     /// Records the time an upstream took to answer with headers.
     pub fn observe_upstream(&self, d: Duration) {
@@ -73,7 +52,8 @@ impl Metrics {
         self.upstream_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
     }
 
-    fn count_request(&self, route: String, status: u16) {
+    /// Counts one request by its route pattern and status.
+    pub fn count_request(&self, route: String, status: u16) {
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((route, status)).or_default() += 1;
     }
@@ -160,41 +140,6 @@ impl Metrics {
 }
 
 /// Appends one counter in the exposition format.
-fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+pub fn counter(out: &mut String, name: &str, help: &str, v: u64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-}
-
-/// Counts every request by its route pattern (not its path: ids would explode the labels).
-pub async fn count_requests(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let res = next.call(req).await?;
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
-    METRICS.count_request(route, res.status().as_u16());
-    Ok(res)
-}
-
-/// `GET /metrics`.
-pub async fn metrics(state: actix_web::web::Data<crate::state::AppState>) -> HttpResponse {
-    let mut out = METRICS.render();
-    let (hits, loads) = state.store.load_counts();
-    counter(
-        &mut out,
-        "taskflow_session_cache_hits_total",
-        "Session lookups answered from memory.",
-        hits,
-    );
-    counter(
-        &mut out,
-        "taskflow_session_store_loads_total",
-        "Session reads from the store.",
-        loads,
-    );
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out)
 }

@@ -19,7 +19,7 @@ use crate::{
     auth::{self, provider::Provider, refresh::RefreshLocks},
     config::{OidcSettings, Settings, TokenAuthMethod},
     dashboard, demo,
-    error::{html_page, json_error, ApiError, PageError},
+    error::{html_page, json_error, ApiError, ErrorContext, PageError},
     health, limits,
     proxy::{self, forward::ProxyClient, ProxyRoutes},
     session::{
@@ -95,7 +95,6 @@ impl Application {
                 (oidc, Some(idp))
             }
         };
-        dashboard::set_demo_banner(demo_idp.is_some());
         let provider = Arc::new(Provider::new(
             oidc,
             format!("{origin}/api/auth/callback"),
@@ -160,6 +159,7 @@ impl Application {
             routes,
             refresh_locks: RefreshLocks::default(),
             code_exchanges: limits::token_endpoint_budget(settings.token_rate_per_min),
+            metrics: Arc::default(),
         });
         let throttle = limits::sign_in_throttle(settings.auth_rate_per_min, &settings.trusted_proxies);
         spawn_sweeper(state.clone(), throttle.clone());
@@ -185,7 +185,7 @@ impl Application {
                 .wrap(from_fn(move |req, next| {
                     response_headers(req, next, secure_cookies, csp.clone())
                 }))
-                .wrap(from_fn(crate::metrics::count_requests))
+                .wrap(from_fn(health::count_requests))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(app_state.clone())
                 .app_data(web::Data::new(client))
@@ -391,7 +391,15 @@ async fn response_headers(
     // Only owned values: holding a clone of the HttpRequest across the call breaks routing.
     let assets = dashboard::assets::asset_cache_control(req.path(), req.query_string());
     let id = request_id(req.request());
-    let mut res = next.call(req).await?;
+    let context = req.app_data::<web::Data<AppState>>().map(|s| ErrorContext {
+        request_id: id.clone(),
+        demo: s.demo_banner(),
+        metrics: s.metrics.clone(),
+    });
+    let mut res = match context {
+        Some(c) => c.scope(next.call(req)).await?,
+        None => next.call(req).await?,
+    };
     dashboard::headers::apply(&mut res, https, &csp);
     dashboard::assets::apply_cache_control(assets, &mut res);
     if let Ok(v) = HeaderValue::from_str(&id) {

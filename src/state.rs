@@ -42,12 +42,19 @@ pub struct AppState {
     pub refresh_locks: RefreshLocks,
     /// Code exchanges at the provider's token endpoint still allowed this minute.
     pub code_exchanges: governor::DefaultDirectRateLimiter,
+    /// This app's counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
     /// The public origin without trailing slash, e.g. `https://app.example.com`.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Whether pages show the demo-mode banner.
+    pub fn demo_banner(&self) -> bool {
+        self.demo.is_some()
     }
 
     /// The browser's address, as `TRUSTED_PROXIES` allows it to be known.

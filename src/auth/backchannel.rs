@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::provider::TokenError;
 use crate::{
-    error::json_error,
+    error::ApiError,
     session::{crypto::sha256_hex, now, store::AuditEvent},
     state::AppState,
 };
@@ -30,9 +30,8 @@ struct LogoutClaims {
     events: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn bad(msg: &str) -> HttpResponse {
-    tracing::warn!(reason = msg, "back-channel logout refused");
-    json_error(actix_web::http::StatusCode::BAD_REQUEST, "invalid_request", msg)
+fn bad(msg: &str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::BadRequest("invalid_request", msg.to_owned()))
 }
 
 /// `POST /api/auth/backchannel-logout`.
@@ -40,7 +39,7 @@ pub async fn backchannel_logout(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
     form: web::Form<LogoutForm>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let Some(token) = form.logout_token.as_deref() else {
         return bad("logout_token is missing");
     };
@@ -50,14 +49,7 @@ pub async fn backchannel_logout(
         .await;
     let (header, claims) = match verified {
         Ok(v) => v,
-        Err(TokenError::Keys(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "back-channel logout: provider keys unavailable");
-            return json_error(
-                actix_web::http::StatusCode::BAD_GATEWAY,
-                "idp_unavailable",
-                "cannot fetch the provider's keys",
-            );
-        }
+        Err(TokenError::Keys(e)) => return Err(ApiError::IdpUnavailable(e)),
         Err(TokenError::Invalid(why)) => return bad(&why),
     };
     // Explicit typing keeps an id_token from being replayed as a logout token.
@@ -91,14 +83,7 @@ pub async fn backchannel_logout(
     match state.store.consume_state(&once, now + 3600, now).await {
         Ok(true) => {}
         Ok(false) => return bad("this logout token was already used"),
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "back-channel logout: store unavailable");
-            return json_error(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "session_store_unavailable",
-                "try again",
-            );
-        }
+        Err(e) => return Err(ApiError::StoreUnavailable(e)),
     }
     let found = match (&claims.sid, &claims.sub) {
         (Some(sid), sub) => state.store.by_sid(sid).await.map(|v| {
@@ -109,26 +94,13 @@ pub async fn backchannel_logout(
         (None, Some(sub)) => state.store.by_sub(sub).await,
         (None, None) => Ok(Vec::new()),
     };
-    let sessions = match found {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "back-channel logout: store unavailable");
-            return json_error(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "session_store_unavailable",
-                "try again",
-            );
-        }
-    };
+    let sessions = found.map_err(ApiError::StoreUnavailable)?;
     for (key_hash, record) in &sessions {
-        if let Err(e) = state.store.delete(key_hash).await {
-            tracing::error!(error = %format!("{e:#}"), "back-channel logout: cannot delete a session");
-            return json_error(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "session_store_unavailable",
-                "try again",
-            );
-        }
+        state
+            .store
+            .delete(key_hash)
+            .await
+            .map_err(ApiError::StoreUnavailable)?;
         state
             .store
             .audit(AuditEvent {
@@ -143,10 +115,11 @@ pub async fn backchannel_logout(
         super::signout::retire_tokens(&state, Some(&client), &record.tokens).await;
     }
     tracing::info!(ended = sessions.len(), "back-channel logout");
-    crate::metrics::METRICS
+    state
+        .metrics
         .backchannel_logouts
         .fetch_add(sessions.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .finish()
+        .finish())
 }

@@ -214,7 +214,8 @@ async fn apply(
         return Ok(reload(state, key_hash).await?.tokens);
     }
     tracing::info!(session = %current.id, "tokens refreshed");
-    crate::metrics::METRICS
+    state
+        .metrics
         .refreshes
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state
@@ -236,6 +237,10 @@ async fn end(
     current: &SessionRecord,
     why: &str,
 ) -> Result<Tokens, ApiError> {
+    state
+        .metrics
+        .refresh_failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state
         .store
         .delete(key_hash)

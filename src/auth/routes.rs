@@ -117,10 +117,11 @@ pub async fn callback(
     query: web::Query<CallbackQuery>,
     previous: MaybeSession,
 ) -> Result<HttpResponse, PageError> {
-    let res = finish_sign_in(req, state, client, query, previous).await;
+    let res = finish_sign_in(req, state.clone(), client, query, previous).await;
     let failed = res.as_ref().map_or(true, |r| !r.status().is_redirection());
     if failed {
-        crate::metrics::METRICS
+        state
+            .metrics
             .login_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -286,7 +287,8 @@ async fn finish_sign_in(
         })
         .await;
     tracing::info!(session = %record.id, "signed in");
-    crate::metrics::METRICS
+    state
+        .metrics
         .logins
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(HttpResponse::Found()

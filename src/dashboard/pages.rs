@@ -61,25 +61,32 @@ pub fn to_login(req: &HttpRequest) -> HttpResponse {
 }
 
 /// `GET /`: the landing page, or the dashboard for signed-in users.
-pub async fn landing(session: MaybeSession) -> Result<HttpResponse, PageError> {
+pub async fn landing(
+    session: MaybeSession,
+    state: actix_web::web::Data<crate::state::AppState>,
+) -> Result<HttpResponse, PageError> {
     if session.0.is_some() {
         return Ok(HttpResponse::Found()
             .insert_header((header::LOCATION, "/dashboard"))
             .finish());
     }
     render(&Landing {
-        demo: super::demo_banner(),
+        demo: state.demo_banner(),
     })
 }
 
 /// `GET /dashboard`.
-pub async fn dashboard(req: HttpRequest, session: MaybeSession) -> Result<HttpResponse, PageError> {
+pub async fn dashboard(
+    req: HttpRequest,
+    session: MaybeSession,
+    state: actix_web::web::Data<crate::state::AppState>,
+) -> Result<HttpResponse, PageError> {
     let Some(s) = session.0 else {
         return Ok(to_login(&req));
     };
     let r = &s.record;
     render(&Dashboard {
-        demo: super::demo_banner(),
+        demo: state.demo_banner(),
         name: r.display_name(),
         email: r.email.as_deref(),
         expires_at: r.expires_at.min(r.idle_expires_at),
@@ -97,7 +104,7 @@ pub async fn chat(
     };
     let r = &s.record;
     render(&Chat {
-        demo: super::demo_banner(),
+        demo: state.demo_banner(),
         name: r.display_name(),
         domain_key: &state.settings.chatkit_domain_key,
         script_url: &state.settings.chatkit_script_url,
@@ -121,7 +128,7 @@ pub async fn sessions(
         })?;
     let r = &s.record;
     render(&Sessions {
-        demo: super::demo_banner(),
+        demo: state.demo_banner(),
         name: r.display_name(),
         sessions: list,
     })

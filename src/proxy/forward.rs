@@ -48,21 +48,6 @@ impl ProxyClient {
     }
 }
 
-/// A proxy failure: JSON with an `error` code, a fixed message and the request id; the
-/// detail goes to the log only.
-fn failure(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    detail: &dyn std::fmt::Display,
-    request_id: &str,
-) -> HttpResponse {
-    tracing::warn!(status = status.as_u16(), code, detail = %detail, "proxy failure");
-    HttpResponse::build(status)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "error": code, "message": message, "request_id": request_id }))
-}
-
 fn is_upload(req: &HttpRequest) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
@@ -199,36 +184,34 @@ pub async fn forward(
     let res = match sent {
         Ok(r) => r,
         Err(_) if overflowed.get() => return Err(ApiError::PayloadTooLarge(limit)),
-        Err(e @ SendRequestError::Timeout) => {
-            return Ok(failure(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the upstream did not answer in time",
-                &e,
-                &rid,
-            ))
-        }
-        Err(e @ SendRequestError::Connect(_)) => {
-            return Ok(failure(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
-                "the upstream cannot be reached",
-                &e,
-                &rid,
-            ))
-        }
         Err(e) => {
-            return Ok(failure(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "the upstream request failed",
-                &e,
-                &rid,
-            ))
+            let (status, code, message) = match e {
+                SendRequestError::Timeout => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the upstream did not answer in time",
+                ),
+                SendRequestError::Connect(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    "the upstream cannot be reached",
+                ),
+                _ => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "the upstream request failed",
+                ),
+            };
+            return Err(ApiError::Upstream {
+                status,
+                code,
+                message,
+                detail: e.to_string(),
+            });
         }
     };
 
-    crate::metrics::METRICS.observe_upstream(asked.elapsed());
+    state.metrics.observe_upstream(asked.elapsed());
     let status = res.status();
     let mut resp_headers = downstream_response_headers(res.headers());
     let sse = resp_headers
@@ -281,9 +264,10 @@ pub async fn forward(
     }
     if sse {
         use std::sync::atomic::Ordering::Relaxed;
-        crate::metrics::METRICS.open_streams.fetch_add(1, Relaxed);
-        body = body.on_close(|_, _| {
-            crate::metrics::METRICS.open_streams.fetch_sub(1, Relaxed);
+        state.metrics.open_streams.fetch_add(1, Relaxed);
+        let metrics = state.metrics.clone();
+        body = body.on_close(move |_, _| {
+            metrics.open_streams.fetch_sub(1, Relaxed);
         });
     }
     let mut out = HttpResponse::build(status);

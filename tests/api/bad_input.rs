@@ -124,3 +124,25 @@ async fn huge_headers_unknown_methods_and_garbage_bodies_get_4xx() {
         "the session survived all of it"
     );
 }
+
+#[actix_web::test]
+async fn every_json_error_carries_the_request_id_of_its_response() {
+    let app = spawn_app().await;
+    let csrf_less = app
+        .client
+        .post(format!("{}/api/auth/logout", app.origin))
+        .insert_header(("Origin", app.origin.as_str()));
+    let cases = [
+        app.get("/api/auth/me").await,
+        app.get("/api/no-such-route").await,
+        app.send(csrf_less, None).await,
+        app.post_form("/api/auth/backchannel-logout", &[]).await,
+        app.get("/api/remote/Not-An-Identifier").await,
+    ];
+    for r in cases {
+        assert!(r.status >= 400, "{}", r.text());
+        let id = r.header("x-request-id").expect("X-Request-Id");
+        assert!(!id.is_empty());
+        assert_eq!(r.json()["request_id"], id.as_str(), "{}", r.text());
+    }
+}

@@ -543,8 +543,9 @@ async fn metrics_count_requests_streams_and_sign_ins() {
         .unwrap_or_default()
         .starts_with("text/plain"));
     let text = m.text();
-    assert!(metric(&text, "taskflow_sse_streams_open") >= 1.0, "{text}");
-    assert!(metric(&text, "taskflow_logins_total") >= 1.0);
+    // Counters of this app alone: one sign-in, one open stream.
+    assert_eq!(metric(&text, "taskflow_sse_streams_open"), 1.0, "{text}");
+    assert_eq!(metric(&text, "taskflow_logins_total"), 1.0, "{text}");
     assert!(
         text.contains("taskflow_http_requests_total{route=\"/api/auth/callback\",status=\"302\"}"),
         "{text}"
@@ -553,6 +554,8 @@ async fn metrics_count_requests_streams_and_sign_ins() {
     up.signals.release.notify_one();
     while res.next_chunk(10).await.is_some() {}
     assert!(!text.contains("eyJ"), "no tokens in metrics");
+    let after = app.get("/metrics").await.text();
+    assert_eq!(metric(&after, "taskflow_sse_streams_open"), 0.0, "{after}");
 }
 
 #[actix_web::test]

@@ -34,6 +34,16 @@ fn share_cookie(from: &TestApp, to: &TestApp) {
 
 const LIST: &str = r#"{"type":"threads.list","params":{}}"#;
 
+#[actix_web::test]
+async fn a_replica_with_a_real_provider_shows_no_demo_banner_beside_a_demo_app() {
+    let (a, b) = replicas(&[]).await;
+    assert!(a.get("/").await.text().contains("Demo mode"));
+    let page = b.get("/").await.text();
+    assert!(!page.contains("Demo mode"), "{page}");
+    let missing = b.get("/no-such-page").await.text();
+    assert!(!missing.contains("Demo mode"), "{missing}");
+}
+
 async fn sign_in_on_a_chat_on_b_log_out_on_b(store: &[(&str, &str)]) {
     let (a, b) = replicas(store).await;
     a.login_as(0, "/dashboard").await;
