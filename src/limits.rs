@@ -38,10 +38,11 @@ impl KeyExtractor for ClientAddress {
     type KeyExtractionError = <PeerIpKeyExtractor as KeyExtractor>::KeyExtractionError;
 
     fn extract(&self, req: &ServiceRequest) -> Result<IpAddr, Self::KeyExtractionError> {
-        match crate::client_ip::client_ip(req.request(), &self.0) {
-            Some(ip) => Ok(ip),
-            None => PeerIpKeyExtractor.extract(req),
-        }
+        let ip = match crate::client_ip::client_ip(req.request(), &self.0) {
+            Some(ip) => ip,
+            None => PeerIpKeyExtractor.extract(req)?,
+        };
+        Ok(network_of(ip))
     }
 
     fn exceed_rate_limit_response(
@@ -52,6 +53,18 @@ impl KeyExtractor for ClientAddress {
         let wait = negative.wait_time_from(DefaultClock::default().now());
         tracing::warn!(retry_after_secs = wait.as_secs(), "sign-in throttled");
         PageError::RateLimited(wait.as_secs().max(1)).error_response()
+    }
+}
+
+/// The unit one client controls: its IPv4 address, or its IPv6 /64 (one host gets a whole
+/// /64, and rotating through it must not buy more attempts).
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        other => other,
     }
 }
 
@@ -146,6 +159,15 @@ mod tests {
             assert_eq!(take(&budget), None);
         }
         assert!(take(&budget).is_some_and(|secs| secs >= 1));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_throttled_by_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        assert_eq!(network_of(a), network_of(b));
+        let v4: IpAddr = "192.0.2.7".parse().expect("ip");
+        assert_eq!(network_of(v4), v4);
     }
 
     #[test]

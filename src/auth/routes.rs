@@ -181,11 +181,6 @@ async fn finish_sign_in(
         }
         _ => {}
     }
-    // Each code exchange is a call to a token endpoint that providers rate-limit per client.
-    if let Some(wait) = crate::limits::take(&state.code_exchanges) {
-        tracing::warn!(retry_after_secs = wait, "code exchanges over budget");
-        return Err(PageError::RateLimited(wait));
-    }
     let fresh = state
         .store
         .consume_state(&sha256_hex(&tx.state), tx.started_at + LOGIN_TTL_SECS, now())
@@ -193,6 +188,12 @@ async fn finish_sign_in(
         .map_err(PageError::StoreUnavailable)?;
     if !fresh {
         return Err(refuse("This sign-in response was already used.".into()));
+    }
+    // Each code exchange is a call to a token endpoint that providers rate-limit per client.
+    // Spent only by a state redeemed just now: replaying one sign-in cannot drain it.
+    if let Some(wait) = crate::limits::take(&state.code_exchanges) {
+        tracing::warn!(retry_after_secs = wait, "code exchanges over budget");
+        return Err(PageError::RateLimited(wait));
     }
     let tokens = state
         .provider

@@ -123,13 +123,26 @@ pub async fn logout(
             }
         }
     }
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(super::transaction::removal_cookie(
             &state.session_cookie,
             state.secure_cookies,
-        ))
-        .json(out))
+        ));
+    // The Next.js route's cookie, if this browser still has one, ends with the session.
+    if let Some(name) = state.settings.legacy_cookie.as_deref() {
+        if let Some(legacy) = req.cookie(name) {
+            let token = legacy.value();
+            let leeway = state.provider.leeway().as_secs() as i64;
+            if let Some(exp) = Provider::expiry_of(token) {
+                if let Err(e) = state.store.revoke_token(token, exp + leeway).await {
+                    tracing::error!(error = %format!("{e:#}"), "cannot record a revoked token");
+                }
+            }
+            res.cookie(super::transaction::removal_cookie(name, state.secure_cookies));
+        }
+    }
+    Ok(res.json(out))
 }
 
 #[cfg(test)]

@@ -55,6 +55,15 @@ const DROPPED_FROM_UPSTREAM: &[&str] = &[
     "clear-site-data",
     "alt-svc",
     "x-request-id",
+    // Reporting and client hints apply to the whole origin (NEL would report every later
+    // URL of ours, sign-in callbacks included, to whoever the upstream names).
+    "nel",
+    "report-to",
+    "reporting-endpoints",
+    "accept-ch",
+    "critical-ch",
+    "service-worker-allowed",
+    "refresh",
 ];
 
 /// What proxied content may do when a browser renders it at our origin: nothing. An
@@ -325,6 +334,9 @@ mod tests {
             ("access-control-allow-origin", "https://evil.example"),
             ("access-control-allow-credentials", "true"),
             ("clear-site-data", "\"*\""),
+            ("nel", "{}"),
+            ("report-to", "{}"),
+            ("refresh", "0;url=https://evil.example"),
             ("content-type", "text/html"),
         ]);
         let out = downstream_response_headers(&up);
@@ -336,6 +348,9 @@ mod tests {
             "access-control-allow-origin",
             "access-control-allow-credentials",
             "clear-site-data",
+            "nel",
+            "report-to",
+            "refresh",
         ] {
             assert!(out.get(gone).is_none(), "{gone}");
         }

@@ -95,7 +95,8 @@ fn safe_segment(raw: &str) -> bool {
     // Each round undoes one layer of encoding, as some server down the line might.
     for _ in 0..4 {
         let s: &str = &current;
-        if s == "." || s == ".." {
+        // Windows drops trailing dots and spaces: `..%20` and `...` are dot segments there.
+        if !s.is_empty() && s.trim_end_matches(['.', ' ']).is_empty() {
             return false;
         }
         if s.bytes()
@@ -106,8 +107,15 @@ fn safe_segment(raw: &str) -> bool {
         if !s.contains('%') {
             return true;
         }
+        // IIS-style `%u002e`: nobody legitimate sends it.
+        if s.contains("%u") || s.contains("%U") {
+            return false;
+        }
         let decoded = percent_decode_str(s).collect::<Vec<u8>>();
-        let next = String::from_utf8_lossy(&decoded).into_owned();
+        // Invalid UTF-8 (overlong `%c0%ae` is a dot to some decoders) is refused, not mended.
+        let Ok(next) = String::from_utf8(decoded) else {
+            return false;
+        };
         if next == s {
             return true;
         }
@@ -237,6 +245,10 @@ mod tests {
             "a%2F..",
             "a%2fb",
             "x/%5c..",
+            "%u002e%u002e",
+            "%c0%ae%c0%ae",
+            "..%20",
+            "...",
         ] {
             assert!(!safe_tail(bad), "{bad}");
         }
@@ -245,9 +257,9 @@ mod tests {
             "attachments/att_1/upload",
             "a..b",
             "files/%20x",
-            "...",
             "100%25",
             "a%2Eb",
+            "caf%C3%A9",
         ] {
             assert!(safe_tail(ok), "{ok}");
         }

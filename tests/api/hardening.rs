@@ -439,3 +439,35 @@ async fn sign_out_revokes_the_refresh_token_at_the_demo_provider() {
     let refreshed = app.state.provider.refresh(&client, &rt).await;
     assert!(refreshed.is_err(), "a revoked refresh token still works");
 }
+
+#[actix_web::test]
+async fn sign_out_also_ends_the_nextjs_cookie_the_browser_still_carries() {
+    let app = signed_in(&[("LEGACY_COOKIE", "taskflow_id_token")]).await;
+    // An id_token the old Next.js route would have put in its cookie: the first
+    // sign-in's; the browser then signs in again and carries both cookies.
+    let key = app.session_cookie().expect("session");
+    let old_token = app
+        .state
+        .store
+        .load(&sha256_hex(&key))
+        .await
+        .expect("store")
+        .expect("session")
+        .tokens
+        .id_token;
+    app.login_as(0, "/dashboard").await;
+    app.jar
+        .borrow_mut()
+        .insert("taskflow_id_token".into(), old_token.clone());
+    let out = app.logout().await;
+    assert!(out
+        .set_cookie("taskflow_id_token")
+        .expect("legacy cookie cleared")
+        .contains("Max-Age=0"));
+    app.jar.borrow_mut().clear();
+    app.jar.borrow_mut().insert("taskflow_id_token".into(), old_token);
+    let r = app
+        .post_api("/api/chatkit", r#"{"type":"threads.list","params":{}}"#)
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+}
