@@ -316,7 +316,7 @@ impl Settings {
             database_url,
             redis_url,
             redis_prefix: get("REDIS_PREFIX").unwrap_or("taskflow-bff:").to_owned(),
-            session_cache: Duration::from_millis(bytes(&get, "SESSION_CACHE_MS", 2000)? as u64),
+            session_cache: millis(&get, "SESSION_CACHE_MS", 2000)?,
             session_idle,
             session_absolute,
             forward_token,
@@ -325,7 +325,7 @@ impl Settings {
             clock_leeway: secs(&get, "CLOCK_LEEWAY_SECS", 60)?,
             log_format,
             demo_token_ttl: secs(&get, "DEMO_TOKEN_TTL_SECS", 300)?,
-            demo_word_delay: Duration::from_millis(bytes(&get, "DEMO_WORD_DELAY_MS", 120)? as u64),
+            demo_word_delay: millis(&get, "DEMO_WORD_DELAY_MS", 120)?,
             backend_url,
             chatkit_url,
             upstream_connect_timeout: secs(&get, "UPSTREAM_CONNECT_TIMEOUT_SECS", 5)?,
@@ -455,6 +455,20 @@ fn secs<'a>(
             .parse::<u64>()
             .map(Duration::from_secs)
             .map_err(|_| ConfigError::new(var, "a whole number of seconds")),
+    }
+}
+
+fn millis<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    var: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match get(var) {
+        None => Ok(Duration::from_millis(default)),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| ConfigError::new(var, "a whole number of milliseconds")),
     }
 }
 
@@ -641,6 +655,10 @@ mod tests {
         assert_eq!(
             parse(&[("UPSTREAM_KEEPALIVE_SECS", "4.5")]).unwrap_err().var,
             "UPSTREAM_KEEPALIVE_SECS"
+        );
+        assert_eq!(
+            parse(&[("SESSION_CACHE_MS", "abc")]).unwrap_err().to_string(),
+            "configuration error: SESSION_CACHE_MS: a whole number of milliseconds"
         );
     }
 

@@ -200,6 +200,21 @@ pub enum PageError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// An API failure met while answering a page: the same cause, told as a page.
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::StoreUnavailable(e) => Self::StoreUnavailable(e),
+            ApiError::IdpUnavailable(e) => Self::IdpUnavailable(e),
+            ApiError::Unexpected(e) => Self::Unexpected(e),
+            ApiError::RateLimited(secs) => Self::RateLimited(secs),
+            ApiError::RequestTimeout => Self::RequestTimeout,
+            ApiError::NotFound(_) => Self::NotFound,
+            other => Self::BadRequest(other.to_string()),
+        }
+    }
+}
+
 /// The error page template.
 #[derive(Template)]
 #[template(path = "error.html")]

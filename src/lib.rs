@@ -3,11 +3,13 @@
 
 pub mod auth;
 pub mod client_ip;
+pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod health;
+pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

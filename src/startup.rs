@@ -16,16 +16,15 @@ use tracing_actix_web::TracingLogger;
 use url::Url;
 
 use crate::{
-    auth::{self, provider::Provider, refresh::RefreshLocks},
+    auth::{self, provider::Provider, refresh_locks::RefreshLocks},
     config::{OidcSettings, Settings, TokenAuthMethod},
     dashboard, demo,
     error::{html_page, json_error, ApiError, ErrorContext, PageError},
-    health, limits,
+    health,
+    ids::random_token,
+    limits,
     proxy::{self, forward::ProxyClient, ProxyRoutes},
-    session::{
-        crypto::{random_token, Keys},
-        SessionStore,
-    },
+    session::{crypto::Keys, SessionStore},
     state::AppState,
     telemetry::{request_id, RequestSpan},
 };
@@ -344,8 +343,8 @@ fn extractor_error(
         return api.into();
     }
     match api {
-        ApiError::RequestTimeout => PageError::RequestTimeout.into(),
-        _ => PageError::BadRequest(page_message).into(),
+        ApiError::BadRequest(..) => PageError::BadRequest(page_message).into(),
+        other => PageError::from(other).into(),
     }
 }
 
@@ -355,7 +354,7 @@ fn spawn_sweeper(state: web::Data<AppState>, throttle: limits::SignInThrottle) {
     let every = state.settings.sweep_interval;
     actix_web::rt::spawn(async move {
         loop {
-            match state.store.sweep(crate::session::now()).await {
+            match state.store.sweep(crate::clock::now()).await {
                 Ok((0, 0)) => {}
                 Ok((sessions, once)) => {
                     tracing::info!(sessions, one_time_values = once, "swept expired rows")

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::{
-    auth::{provider::Provider, refresh::RefreshLocks},
+    auth::{provider::Provider, refresh_locks::RefreshLocks},
     config::Settings,
     demo::DemoIdp,
-    proxy::ProxyRoutes,
+    proxy::routes::ProxyRoutes,
     session::{crypto::Keys, SessionStore},
 };
 

@@ -6,11 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::provider::TokenError;
-use crate::{
-    error::ApiError,
-    session::{crypto::sha256_hex, now, store::AuditEvent},
-    state::AppState,
-};
+use crate::{clock::now, error::ApiError, ids::sha256_hex, session::store::AuditEvent, state::AppState};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 

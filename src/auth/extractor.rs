@@ -5,11 +5,7 @@ use std::sync::Arc;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
-use crate::{
-    error::ApiError,
-    session::{crypto::sha256_hex, now, SessionRecord},
-    state::AppState,
-};
+use crate::{clock::now, error::ApiError, ids::sha256_hex, session::SessionRecord, state::AppState};
 
 /// `last_seen` is written at most this often, to keep writes off most requests.
 const TOUCH_EVERY_SECS: i64 = 60;
@@ -91,23 +87,18 @@ impl FromRequest for CurrentSession {
     }
 }
 
-/// Routes that answer with HTML pages even though they live under /api.
-const PAGE_ROUTES: &[&str] = &["/api/auth/login", "/api/auth/callback"];
-
 impl FromRequest for MaybeSession {
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let fut = extract(req);
-        let page = !req.path().starts_with("/api/") || PAGE_ROUTES.contains(&req.path());
+        let api = crate::error::is_api_path(req.path());
         Box::pin(async move {
             match fut.await {
                 Ok(s) => Ok(MaybeSession(s)),
-                Err(ApiError::StoreUnavailable(e)) if page => {
-                    Err(crate::error::PageError::StoreUnavailable(e).into())
-                }
-                Err(e) => Err(e.into()),
+                Err(e) if api => Err(e.into()),
+                Err(e) => Err(crate::error::PageError::from(e).into()),
             }
         })
     }

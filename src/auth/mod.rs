@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod extractor;
 pub mod provider;
 pub mod refresh;
+pub mod refresh_locks;
 pub mod return_to;
 pub mod routes;
 pub mod sessions;

@@ -334,7 +334,7 @@ impl Provider {
         let (_, claims): (_, IdClaims) = self
             .verify_jwt(client, token, &["exp", "iss", "aud", "sub"])
             .await?;
-        if claims.iat > crate::session::now() + self.leeway.as_secs() as i64 {
+        if claims.iat > crate::clock::now() + self.leeway.as_secs() as i64 {
             return Err(TokenError::Invalid("issued in the future".into()));
         }
         let several = matches!(&claims.aud, Audience::Many(a) if a.len() > 1);

@@ -1,32 +1,15 @@
 //! Refresh of a session's tokens before they are forwarded: one refresh per session at
 //! a time, rotation-aware (re-read the session before giving up on `invalid_grant`).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
-
 use crate::{
+    clock::now,
     config::ForwardToken,
     error::ApiError,
-    session::{now, store::AuditEvent, SessionRecord, Tokens},
+    session::{store::AuditEvent, SessionRecord, Tokens},
     state::AppState,
 };
 
 use super::provider::{RefreshRejected, TokenResponse};
-
-/// Per-session locks, so N concurrent requests of one session cause one refresh.
-#[derive(Default)]
-pub struct RefreshLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl RefreshLocks {
-    fn get(&self, key_hash: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Drop locks nobody holds any more, so the map does not grow with sessions.
-        map.retain(|_, l| Arc::strong_count(l) > 1);
-        map.entry(key_hash.to_owned()).or_default().clone()
-    }
-}
 
 /// The token forwarded upstream, per `FORWARD_TOKEN`.
 pub fn forwarded(tokens: &Tokens, which: ForwardToken) -> Option<&str> {

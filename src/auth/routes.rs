@@ -12,16 +12,13 @@ use super::{
     provider::TokenError,
     refresh::forward_expiry,
     return_to::{validate_return_to, DEFAULT_RETURN_TO},
-    transaction::{removal_cookie, LoginTransaction, LOGIN_TTL_SECS},
+    transaction::{pkce_challenge, removal_cookie, LoginTransaction, LOGIN_TTL_SECS},
 };
 use crate::{
+    clock::now,
     error::PageError,
-    session::{
-        crypto::{pkce_challenge, random_token, sha256_hex},
-        now,
-        store::AuditEvent,
-        SessionRecord, Tokens,
-    },
+    ids::{random_token, sha256_hex},
+    session::{store::AuditEvent, SessionRecord, Tokens},
     state::AppState,
 };
 

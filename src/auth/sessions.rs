@@ -28,7 +28,7 @@ pub struct SessionView {
 
 /// The live sessions of the current user, oldest first.
 pub async fn list_for(state: &AppState, me: &CurrentSession) -> Result<Vec<SessionView>, ApiError> {
-    let now = crate::session::now();
+    let now = crate::clock::now();
     let all = state
         .store
         .by_sub(&me.record.sub)

@@ -7,7 +7,10 @@ use actix_web::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::session::crypto::{random_token, Keys};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use sha2::{Digest, Sha256};
+
+use crate::{ids::random_token, session::crypto::Keys};
 
 /// How long a sign-in may take at the provider.
 pub const LOGIN_TTL_SECS: i64 = 600;
@@ -35,7 +38,7 @@ impl LoginTransaction {
             nonce: random_token(),
             verifier: random_token(),
             return_to,
-            started_at: crate::session::now(),
+            started_at: crate::clock::now(),
         }
     }
 
@@ -65,7 +68,7 @@ impl LoginTransaction {
         jar.add_original(raw.into_owned());
         let plain = jar.private(keys.cookie_key()).get(name)?;
         let tx: Self = serde_json::from_str(plain.value()).ok()?;
-        let age = crate::session::now() - tx.started_at;
+        let age = crate::clock::now() - tx.started_at;
         (0..=LOGIN_TTL_SECS).contains(&age).then_some(tx)
     }
 }
@@ -82,9 +85,22 @@ pub fn removal_cookie(name: &str, secure: bool) -> Cookie<'static> {
     c
 }
 
+/// base64url(SHA-256(v)), the PKCE S256 code challenge.
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pkce_matches_rfc7636_example() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
     use secrecy::SecretString;
 
     fn keys() -> Keys {

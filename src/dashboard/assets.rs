@@ -23,12 +23,10 @@ pub fn version() -> &'static str {
         for f in files {
             if let Ok(bytes) = std::fs::read(&f) {
                 all.push_str(&f.to_string_lossy());
-                all.push_str(&crate::session::crypto::sha256_hex(&String::from_utf8_lossy(
-                    &bytes,
-                )));
+                all.push_str(&crate::ids::sha256_hex(&String::from_utf8_lossy(&bytes)));
             }
         }
-        crate::session::crypto::sha256_hex(&all)[..12].to_owned()
+        crate::ids::sha256_hex(&all)[..12].to_owned()
     })
 }
 

@@ -13,7 +13,7 @@ use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 
 use super::DemoIdp;
-use crate::session::crypto::random_token;
+use crate::ids::random_token;
 
 /// State of the echo backend: threads and attachments, per user.
 pub struct DemoBackend {

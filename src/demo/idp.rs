@@ -8,13 +8,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::{CodeGrant, DemoIdp, Forgery, RefreshGrant, USERS};
-use crate::{
-    error::html_page,
-    session::{
-        crypto::{pkce_challenge, random_token},
-        now,
-    },
-};
+use crate::{auth::transaction::pkce_challenge, clock::now, error::html_page, ids::random_token};
 
 /// Mounts the provider under `/demo/idp`.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -23,7 +23,7 @@ impl SigningKey {
     pub fn generate() -> anyhow::Result<Self> {
         let private = RsaPrivateKey::new(&mut rand::thread_rng(), 2048)?;
         let der = private.to_pkcs1_der()?;
-        let kid = crate::session::crypto::random_token()[..16].to_owned();
+        let kid = crate::ids::random_token()[..16].to_owned();
         let n = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
         let e = URL_SAFE_NO_PAD.encode(private.e().to_bytes_be());
         let decoding = DecodingKey::from_rsa_components(&n, &e)?;

@@ -116,10 +116,10 @@ impl DemoIdp {
 
     /// A valid logout token for `sub` and/or `sid`.
     pub fn logout_token(&self, sub: Option<&str>, sid: Option<&str>) -> anyhow::Result<String> {
-        let now = crate::session::now();
+        let now = crate::clock::now();
         let mut claims = serde_json::json!({
             "iss": self.issuer, "aud": self.client_id, "iat": now, "exp": now + 120,
-            "jti": crate::session::crypto::random_token(),
+            "jti": crate::ids::random_token(),
             "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
         });
         if let Some(s) = sub {
@@ -184,7 +184,7 @@ impl DemoIdp {
                 .map(|d| d.claims.sub);
         }
         let (user, exp) = inner.access.get(token).copied()?;
-        (exp > crate::session::now()).then(|| USERS[user].0.to_owned())
+        (exp > crate::clock::now()).then(|| USERS[user].0.to_owned())
     }
 
     /// Makes every refresh fail with `invalid_grant` (or work again).

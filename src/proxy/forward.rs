@@ -12,8 +12,8 @@ use crate::{
         extractor::CurrentSession,
         refresh::{forwarded, fresh_tokens},
     },
+    clock::now,
     error::ApiError,
-    session::now,
     state::AppState,
     telemetry::request_id,
 };

@@ -99,7 +99,7 @@ impl SessionCache {
             return Err(entries.epoch);
         }
         match entries.map.get(key_hash) {
-            Some((at, r)) if at.elapsed() < self.ttl && r.is_live(super::now()) => Ok(r.clone()),
+            Some((at, r)) if at.elapsed() < self.ttl && r.is_live(crate::clock::now()) => Ok(r.clone()),
             _ => Err(entries.epoch),
         }
     }
@@ -259,7 +259,7 @@ mod tests {
     fn a_copy_that_looks_expired_is_a_miss() {
         let c = SessionCache::new(Duration::from_secs(60), true);
         let mut idle = (*record()).clone();
-        idle.idle_expires_at = crate::session::now() - 1;
+        idle.idle_expires_at = crate::clock::now() - 1;
         let epoch = c.get("k").expect_err("empty");
         c.put("k", Arc::new(idle), epoch);
         assert!(

@@ -85,11 +85,3 @@ impl SessionRecord {
         now < self.expires_at && now < self.idle_expires_at
     }
 }
-
-/// Current Unix time in seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}

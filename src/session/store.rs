@@ -96,7 +96,7 @@ pub struct AuditEvent<'a> {
 
 /// Revoked tokens share the one-time table; the prefix keeps them apart from states.
 fn revoked_token_hash(token: &str) -> String {
-    super::crypto::sha256_hex(&format!("revoked-token:{token}"))
+    crate::ids::sha256_hex(&format!("revoked-token:{token}"))
 }
 
 impl SessionStore {
@@ -366,7 +366,7 @@ impl SessionStore {
     /// accepted, until its own expiry; kept in SQL, so every replica sharing it sees it.
     pub async fn revoke_token(&self, token: &str, expires_at: i64) -> anyhow::Result<()> {
         self.sql
-            .consume_once(&revoked_token_hash(token), expires_at, super::now())
+            .consume_once(&revoked_token_hash(token), expires_at, crate::clock::now())
             .await
             .map(|_| ())
     }
@@ -385,7 +385,7 @@ impl SessionStore {
     pub async fn audit(&self, e: AuditEvent<'_>) {
         if let Err(err) = self
             .sql
-            .audit(super::now(), e.event, e.sub, e.session_id, e.ip, e.detail)
+            .audit(crate::clock::now(), e.event, e.sub, e.session_id, e.ip, e.detail)
             .await
         {
             tracing::error!(error = %format!("{err:#}"), event = e.event, "cannot write audit log");

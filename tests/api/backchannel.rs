@@ -1,7 +1,7 @@
 //! OIDC Back-Channel Logout: valid tokens end the matching sessions, bad ones get 400.
 
 use serde_json::json;
-use taskflow_bff::session::{crypto::sha256_hex, now};
+use taskflow_bff::{clock::now, ids::sha256_hex};
 
 use crate::helpers::{spawn_app, TestApp};
 

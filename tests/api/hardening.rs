@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use taskflow_bff::session::{crypto::sha256_hex, now};
+use taskflow_bff::{clock::now, ids::sha256_hex};
 
 use crate::{
     helpers::{spawn_app_with, TestApp},

@@ -223,7 +223,7 @@ impl TestApp {
     /// Marks the session's forwarded token as expiring now, so the next use refreshes it.
     pub async fn expire_token(&self) {
         let key = self.session_cookie().expect("signed in");
-        let hash = taskflow_bff::session::crypto::sha256_hex(&key);
+        let hash = taskflow_bff::ids::sha256_hex(&key);
         let rec = self
             .state
             .store
@@ -232,7 +232,7 @@ impl TestApp {
             .expect("store")
             .expect("session");
         let mut tokens = rec.tokens.clone();
-        tokens.expires_at = taskflow_bff::session::now();
+        tokens.expires_at = taskflow_bff::clock::now();
         assert!(self
             .state
             .store

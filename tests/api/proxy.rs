@@ -566,7 +566,7 @@ async fn legacy_id_token_cookie_is_accepted_after_full_validation_when_enabled()
     let rec = app
         .state
         .store
-        .load(&taskflow_bff::session::crypto::sha256_hex(&key))
+        .load(&taskflow_bff::ids::sha256_hex(&key))
         .await
         .expect("store")
         .expect("session");
