@@ -18,7 +18,7 @@ use crate::{
     clock::now,
     error::PageError,
     ids::{random_token, sha256_hex},
-    session::{store::AuditEvent, SessionRecord, Tokens},
+    session::{store::AuditEvent, SessionMeta, SessionRecord, Tokens},
     state::AppState,
 };
 
@@ -245,11 +245,24 @@ async fn finish_sign_in(
     let key = random_token();
     let key_hash = sha256_hex(&key);
     let record = SessionRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        sub: claims.sub.clone(),
-        sid: claims.sid.clone(),
-        name,
-        email,
+        meta: SessionMeta {
+            id: uuid::Uuid::new_v4().to_string(),
+            sub: claims.sub.clone(),
+            sid: claims.sid.clone(),
+            name,
+            email,
+            version: 0,
+            created_at: now,
+            last_seen: now,
+            idle_expires_at: now + settings.session_idle.as_secs() as i64,
+            expires_at: now + settings.session_absolute.as_secs() as i64,
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(256).collect()),
+            ip: state.client_ip(&req),
+        },
         tokens: Tokens {
             id_token,
             access_token: tokens.access_token,
@@ -257,17 +270,6 @@ async fn finish_sign_in(
             expires_at: forward_expiry(settings.forward_token, claims.exp, tokens.expires_in),
             issued_at: now,
         },
-        version: 0,
-        created_at: now,
-        last_seen: now,
-        idle_expires_at: now + settings.session_idle.as_secs() as i64,
-        expires_at: now + settings.session_absolute.as_secs() as i64,
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
-        ip: state.client_ip(&req),
     };
     state
         .store

@@ -39,11 +39,11 @@ pub async fn list_for(state: &AppState, me: &CurrentSession) -> Result<Vec<Sessi
         .filter(|(_, r)| r.is_live(now))
         .map(|(hash, r): (String, SessionRecord)| SessionView {
             current: hash == me.key_hash,
-            id: r.id,
-            user_agent: r.user_agent,
-            ip: r.ip,
-            created_at: r.created_at,
-            last_seen: r.last_seen,
+            id: r.meta.id,
+            user_agent: r.meta.user_agent,
+            ip: r.meta.ip,
+            created_at: r.meta.created_at,
+            last_seen: r.meta.last_seen,
         })
         .collect())
 }

@@ -229,15 +229,24 @@ async fn follow_source(cache: Weak<SessionCache>, source: Source) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Tokens;
+    use crate::session::{SessionMeta, Tokens};
 
     fn record() -> Arc<SessionRecord> {
         Arc::new(SessionRecord {
-            id: "s".into(),
-            sub: "alice".into(),
-            sid: None,
-            name: None,
-            email: None,
+            meta: SessionMeta {
+                id: "s".into(),
+                sub: "alice".into(),
+                sid: None,
+                name: None,
+                email: None,
+                version: 0,
+                created_at: 0,
+                last_seen: 0,
+                idle_expires_at: i64::MAX,
+                expires_at: i64::MAX,
+                user_agent: None,
+                ip: None,
+            },
             tokens: Tokens {
                 id_token: "i".into(),
                 access_token: Some("a".into()),
@@ -245,13 +254,6 @@ mod tests {
                 expires_at: 0,
                 issued_at: 0,
             },
-            version: 0,
-            created_at: 0,
-            last_seen: 0,
-            idle_expires_at: i64::MAX,
-            expires_at: i64::MAX,
-            user_agent: None,
-            ip: None,
         })
     }
 
@@ -259,7 +261,7 @@ mod tests {
     fn a_copy_that_looks_expired_is_a_miss() {
         let c = SessionCache::new(Duration::from_secs(60), true);
         let mut idle = (*record()).clone();
-        idle.idle_expires_at = crate::clock::now() - 1;
+        idle.meta.idle_expires_at = crate::clock::now() - 1;
         let epoch = c.get("k").expect_err("empty");
         c.put("k", Arc::new(idle), epoch);
         assert!(

@@ -5,6 +5,7 @@
 //! rotated meanwhile by a concurrent request (and the IdP then revokes the family).
 //! Here every write is a targeted statement: create, touch, compare-and-set of tokens.
 
+pub mod backend;
 pub mod cache;
 pub mod crypto;
 pub mod redis;
@@ -13,6 +14,7 @@ pub mod store;
 
 use serde::{Deserialize, Serialize};
 
+pub use backend::SessionMeta;
 pub use store::SessionStore;
 
 /// The tokens of a session; stored sealed, never sent to the browser.
@@ -40,35 +42,21 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-/// One signed-in browser.
+/// One signed-in browser: its metadata (read through `Deref`: `record.sub`) and tokens.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
-    /// Public id, shown on the sessions page; not a credential.
-    pub id: String,
-    /// Subject at the provider.
-    pub sub: String,
-    /// The provider's session id (`sid` claim), for back-channel logout.
-    pub sid: Option<String>,
-    /// Display name from userinfo or the id_token.
-    pub name: Option<String>,
-    /// Email from userinfo or the id_token.
-    pub email: Option<String>,
+    /// Everything but the tokens.
+    pub meta: SessionMeta,
     /// The session's tokens.
     pub tokens: Tokens,
-    /// Incremented on every token update; compare-and-set guard across replicas.
-    pub version: i64,
-    /// Unix time of sign-in.
-    pub created_at: i64,
-    /// Unix time of the last request, updated at most once a minute.
-    pub last_seen: i64,
-    /// The session ends when unused until this time.
-    pub idle_expires_at: i64,
-    /// The session ends at this time whatever happens.
-    pub expires_at: i64,
-    /// Browser user agent at sign-in.
-    pub user_agent: Option<String>,
-    /// Client address at sign-in.
-    pub ip: Option<String>,
+}
+
+impl std::ops::Deref for SessionRecord {
+    type Target = SessionMeta;
+
+    fn deref(&self) -> &SessionMeta {
+        &self.meta
+    }
 }
 
 impl SessionRecord {

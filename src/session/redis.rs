@@ -7,7 +7,9 @@ use std::{collections::HashMap, time::Duration};
 use anyhow::Context;
 use redis::{aio::ConnectionManager, AsyncCommands, Script};
 
-use super::store::Stored;
+use async_trait::async_trait;
+
+use super::backend::{SessionBackend, SessionMeta, Stored};
 
 /// Redis side of the store.
 #[derive(Clone)]
@@ -77,87 +79,6 @@ impl RedisSessions {
         format!("{}{kind}:{v}", self.prefix)
     }
 
-    /// Whether Redis answers.
-    pub async fn ping(&self) -> bool {
-        let mut c = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut c).await.is_ok()
-    }
-
-    /// Stores a session and indexes it.
-    pub async fn create(&self, s: &Stored) -> anyhow::Result<()> {
-        let mut c = self.conn.clone();
-        let key = self.key("s", &s.key_hash);
-        let mut fields: Vec<(&str, Vec<u8>)> = vec![
-            ("key_hash", s.key_hash.clone().into_bytes()),
-            ("id", s.id.clone().into_bytes()),
-            ("sub", s.sub.clone().into_bytes()),
-            ("tokens", s.sealed.clone()),
-            ("token_expires_at", s.token_expires_at.to_string().into_bytes()),
-            ("version", s.version.to_string().into_bytes()),
-            ("created_at", s.created_at.to_string().into_bytes()),
-            ("last_seen", s.last_seen.to_string().into_bytes()),
-            ("idle_expires_at", s.idle_expires_at.to_string().into_bytes()),
-            ("expires_at", s.expires_at.to_string().into_bytes()),
-        ];
-        for (k, v) in [
-            ("sid", &s.sid),
-            ("name", &s.name),
-            ("email", &s.email),
-            ("user_agent", &s.user_agent),
-            ("ip", &s.ip),
-        ] {
-            if let Some(v) = v {
-                fields.push((k, v.clone().into_bytes()));
-            }
-        }
-        let mut p = redis::pipe();
-        p.atomic()
-            .hset_multiple(&key, &fields)
-            .ignore()
-            .expire_at(&key, s.idle_expires_at.min(s.expires_at))
-            .ignore()
-            .sadd(self.key("u", &s.sub), &s.key_hash)
-            .ignore()
-            .expire_at(self.key("u", &s.sub), s.expires_at)
-            .ignore();
-        if let Some(sid) = &s.sid {
-            p.sadd(self.key("d", sid), &s.key_hash)
-                .ignore()
-                .expire_at(self.key("d", sid), s.expires_at)
-                .ignore();
-        }
-        p.query_async::<()>(&mut c)
-            .await
-            .context("store session in Redis")?;
-        Ok(())
-    }
-
-    /// One session by key hash.
-    pub async fn load(&self, key_hash: &str) -> anyhow::Result<Option<Stored>> {
-        let mut c = self.conn.clone();
-        let h: HashMap<String, Vec<u8>> = c.hgetall(self.key("s", key_hash)).await.context("load session")?;
-        if h.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Stored {
-            key_hash: key_hash.to_owned(),
-            id: text(&h, "id").context("id")?,
-            sub: text(&h, "sub").context("sub")?,
-            sid: text(&h, "sid"),
-            name: text(&h, "name"),
-            email: text(&h, "email"),
-            sealed: h.get("tokens").cloned().context("tokens")?,
-            token_expires_at: num(&h, "token_expires_at")?,
-            version: num(&h, "version")?,
-            created_at: num(&h, "created_at")?,
-            last_seen: num(&h, "last_seen")?,
-            idle_expires_at: num(&h, "idle_expires_at")?,
-            expires_at: num(&h, "expires_at")?,
-            user_agent: text(&h, "user_agent"),
-            ip: text(&h, "ip"),
-        }))
-    }
-
     async fn members(&self, index: String) -> anyhow::Result<Vec<Stored>> {
         let mut c = self.conn.clone();
         let hashes: Vec<String> = c.smembers(&index).await.context("read session index")?;
@@ -171,22 +92,109 @@ impl RedisSessions {
                 }
             }
         }
-        out.sort_by_key(|s| s.created_at);
+        out.sort_by_key(|s| s.meta.created_at);
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl SessionBackend for RedisSessions {
+    /// Whether Redis answers.
+    async fn ping(&self) -> bool {
+        let mut c = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut c).await.is_ok()
+    }
+
+    /// Stores a session and indexes it.
+    async fn create(&self, s: &Stored) -> anyhow::Result<()> {
+        let m = &s.meta;
+        let mut c = self.conn.clone();
+        let key = self.key("s", &s.key_hash);
+        let mut fields: Vec<(&str, Vec<u8>)> = vec![
+            ("key_hash", s.key_hash.clone().into_bytes()),
+            ("id", m.id.clone().into_bytes()),
+            ("sub", m.sub.clone().into_bytes()),
+            ("tokens", s.sealed.clone()),
+            ("token_expires_at", s.token_expires_at.to_string().into_bytes()),
+            ("version", m.version.to_string().into_bytes()),
+            ("created_at", m.created_at.to_string().into_bytes()),
+            ("last_seen", m.last_seen.to_string().into_bytes()),
+            ("idle_expires_at", m.idle_expires_at.to_string().into_bytes()),
+            ("expires_at", m.expires_at.to_string().into_bytes()),
+        ];
+        for (k, v) in [
+            ("sid", &m.sid),
+            ("name", &m.name),
+            ("email", &m.email),
+            ("user_agent", &m.user_agent),
+            ("ip", &m.ip),
+        ] {
+            if let Some(v) = v {
+                fields.push((k, v.clone().into_bytes()));
+            }
+        }
+        let mut p = redis::pipe();
+        p.atomic()
+            .hset_multiple(&key, &fields)
+            .ignore()
+            .expire_at(&key, m.idle_expires_at.min(m.expires_at))
+            .ignore()
+            .sadd(self.key("u", &m.sub), &s.key_hash)
+            .ignore()
+            .expire_at(self.key("u", &m.sub), m.expires_at)
+            .ignore();
+        if let Some(sid) = &m.sid {
+            p.sadd(self.key("d", sid), &s.key_hash)
+                .ignore()
+                .expire_at(self.key("d", sid), m.expires_at)
+                .ignore();
+        }
+        p.query_async::<()>(&mut c)
+            .await
+            .context("store session in Redis")?;
+        Ok(())
+    }
+
+    /// One session by key hash.
+    async fn load(&self, key_hash: &str) -> anyhow::Result<Option<Stored>> {
+        let mut c = self.conn.clone();
+        let h: HashMap<String, Vec<u8>> = c.hgetall(self.key("s", key_hash)).await.context("load session")?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Stored {
+            key_hash: key_hash.to_owned(),
+            meta: SessionMeta {
+                id: text(&h, "id").context("id")?,
+                sub: text(&h, "sub").context("sub")?,
+                sid: text(&h, "sid"),
+                name: text(&h, "name"),
+                email: text(&h, "email"),
+                version: num(&h, "version")?,
+                created_at: num(&h, "created_at")?,
+                last_seen: num(&h, "last_seen")?,
+                idle_expires_at: num(&h, "idle_expires_at")?,
+                expires_at: num(&h, "expires_at")?,
+                user_agent: text(&h, "user_agent"),
+                ip: text(&h, "ip"),
+            },
+            sealed: h.get("tokens").cloned().context("tokens")?,
+            token_expires_at: num(&h, "token_expires_at")?,
+        }))
     }
 
     /// Every session of a subject.
-    pub async fn by_sub(&self, sub: &str) -> anyhow::Result<Vec<Stored>> {
+    async fn by_sub(&self, sub: &str) -> anyhow::Result<Vec<Stored>> {
         self.members(self.key("u", sub)).await
     }
 
     /// Every session with a provider session id.
-    pub async fn by_sid(&self, sid: &str) -> anyhow::Result<Vec<Stored>> {
+    async fn by_sid(&self, sid: &str) -> anyhow::Result<Vec<Stored>> {
         self.members(self.key("d", sid)).await
     }
 
     /// Moves `last_seen` and the idle deadline (and the key's expiry with it).
-    pub async fn touch(
+    async fn touch(
         &self,
         key_hash: &str,
         now: i64,
@@ -206,7 +214,7 @@ impl RedisSessions {
     }
 
     /// Compare-and-set of the sealed tokens on `version`; releases the refresh lease.
-    pub async fn update_tokens(
+    async fn update_tokens(
         &self,
         key_hash: &str,
         expected_version: i64,
@@ -233,7 +241,7 @@ impl RedisSessions {
     }
 
     /// Takes the refresh lease until `until` (Unix seconds) unless someone holds it.
-    pub async fn take_refresh_lease(&self, key_hash: &str, until: i64) -> anyhow::Result<bool> {
+    async fn take_refresh_lease(&self, key_hash: &str, _now: i64, until: i64) -> anyhow::Result<bool> {
         let mut c = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
             .arg(self.key("lease", key_hash))
@@ -248,7 +256,7 @@ impl RedisSessions {
     }
 
     /// Gives the refresh lease back early.
-    pub async fn release_refresh_lease(&self, key_hash: &str) -> anyhow::Result<()> {
+    async fn release_refresh_lease(&self, key_hash: &str) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
         let _: () = c
             .del(self.key("lease", key_hash))
@@ -258,7 +266,7 @@ impl RedisSessions {
     }
 
     /// Deletes a session and its index entries, and tells every replica's cache.
-    pub async fn delete(&self, key_hash: &str) -> anyhow::Result<()> {
+    async fn delete(&self, key_hash: &str) -> anyhow::Result<()> {
         let s = self.load(key_hash).await?;
         let mut c = self.conn.clone();
         let mut p = redis::pipe();
@@ -270,8 +278,8 @@ impl RedisSessions {
             .publish(self.changes_channel(), key_hash)
             .ignore();
         if let Some(s) = &s {
-            p.srem(self.key("u", &s.sub), key_hash).ignore();
-            if let Some(sid) = &s.sid {
+            p.srem(self.key("u", &s.meta.sub), key_hash).ignore();
+            if let Some(sid) = &s.meta.sid {
                 p.srem(self.key("d", sid), key_hash).ignore();
             }
         }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::{any::AnyPoolOptions, AnyPool, Row};
 
-use super::store::Stored;
+use async_trait::async_trait;
+
+use super::backend::{SessionBackend, SessionMeta, Stored};
 
 /// Tables with rows that expire.
 #[derive(Clone, Copy)]
@@ -28,19 +30,21 @@ const COLUMNS: &str = "key_hash, id, sub, sid, name, email, tokens, token_expire
 fn from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<Stored> {
     Ok(Stored {
         key_hash: row.try_get("key_hash")?,
-        id: row.try_get("id")?,
-        sub: row.try_get("sub")?,
-        sid: row.try_get("sid")?,
-        name: row.try_get("name")?,
-        email: row.try_get("email")?,
+        meta: SessionMeta {
+            id: row.try_get("id")?,
+            sub: row.try_get("sub")?,
+            sid: row.try_get("sid")?,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            version: row.try_get("version")?,
+            created_at: row.try_get("created_at")?,
+            last_seen: row.try_get("last_seen")?,
+            idle_expires_at: row.try_get("idle_expires_at")?,
+            expires_at: row.try_get("expires_at")?,
+            user_agent: row.try_get("user_agent")?,
+            ip: row.try_get("ip")?,
+        },
         sealed: row.try_get("tokens")?,
-        version: row.try_get("version")?,
-        created_at: row.try_get("created_at")?,
-        last_seen: row.try_get("last_seen")?,
-        idle_expires_at: row.try_get("idle_expires_at")?,
-        expires_at: row.try_get("expires_at")?,
-        user_agent: row.try_get("user_agent")?,
-        ip: row.try_get("ip")?,
         token_expires_at: row.try_get("token_expires_at")?,
     })
 }
@@ -109,143 +113,6 @@ impl SqlStore {
         };
         migrated.context("cannot migrate the session database")?;
         Ok(Self { pool })
-    }
-
-    /// Whether the database answers.
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
-    }
-
-    /// Inserts a session row.
-    pub async fn create(&self, s: &Stored) -> anyhow::Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .bind(&s.key_hash)
-        .bind(&s.id)
-        .bind(&s.sub)
-        .bind(&s.sid)
-        .bind(&s.name)
-        .bind(&s.email)
-        .bind(&s.sealed)
-        .bind(s.token_expires_at)
-        .bind(s.version)
-        .bind(s.created_at)
-        .bind(s.last_seen)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-        .execute(&self.pool)
-        .await
-        .context("insert session")?;
-        Ok(())
-    }
-
-    /// One session by key hash.
-    pub async fn load(&self, key_hash: &str) -> anyhow::Result<Option<Stored>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE key_hash = $1"))
-            .bind(key_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .context("load session")?;
-        row.as_ref().map(from_row).transpose()
-    }
-
-    /// Every session of a subject.
-    pub async fn by_sub(&self, sub: &str) -> anyhow::Result<Vec<Stored>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM sessions WHERE sub = $1 ORDER BY created_at"
-        ))
-        .bind(sub)
-        .fetch_all(&self.pool)
-        .await
-        .context("list sessions")?;
-        rows.iter().map(from_row).collect()
-    }
-
-    /// Key hashes of the sessions with a provider session id.
-    pub async fn by_sid(&self, sid: &str) -> anyhow::Result<Vec<Stored>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE sid = $1"))
-            .bind(sid)
-            .fetch_all(&self.pool)
-            .await
-            .context("find sessions by sid")?;
-        rows.iter().map(from_row).collect()
-    }
-
-    /// Moves `last_seen` and the idle deadline.
-    pub async fn touch(&self, key_hash: &str, now: i64, idle_expires_at: i64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE sessions SET last_seen = $1, idle_expires_at = $2 WHERE key_hash = $3")
-            .bind(now)
-            .bind(idle_expires_at)
-            .bind(key_hash)
-            .execute(&self.pool)
-            .await
-            .context("touch session")?;
-        Ok(())
-    }
-
-    /// Compare-and-set of the sealed tokens on `version`; releases the refresh lease.
-    pub async fn update_tokens(
-        &self,
-        key_hash: &str,
-        expected_version: i64,
-        sealed: &[u8],
-        token_expires_at: i64,
-        name: Option<&str>,
-        email: Option<&str>,
-    ) -> anyhow::Result<bool> {
-        let done = sqlx::query(
-            "UPDATE sessions SET tokens = $1, token_expires_at = $2, version = version + 1,
-                    name = COALESCE($3, name), email = COALESCE($4, email), refresh_lease_until = NULL
-             WHERE key_hash = $5 AND version = $6",
-        )
-        .bind(sealed)
-        .bind(token_expires_at)
-        .bind(name)
-        .bind(email)
-        .bind(key_hash)
-        .bind(expected_version)
-        .execute(&self.pool)
-        .await
-        .context("update session tokens")?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Takes the refresh lease until `until` unless another holder's lease is still running.
-    pub async fn take_refresh_lease(&self, key_hash: &str, now: i64, until: i64) -> anyhow::Result<bool> {
-        let done = sqlx::query(
-            "UPDATE sessions SET refresh_lease_until = $1
-             WHERE key_hash = $2 AND (refresh_lease_until IS NULL OR refresh_lease_until < $3)",
-        )
-        .bind(until)
-        .bind(key_hash)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .context("take refresh lease")?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Gives the refresh lease back early (after a failed refresh).
-    pub async fn release_refresh_lease(&self, key_hash: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE sessions SET refresh_lease_until = NULL WHERE key_hash = $1")
-            .bind(key_hash)
-            .execute(&self.pool)
-            .await
-            .context("release refresh lease")?;
-        Ok(())
-    }
-
-    /// Deletes sessions by key hash.
-    pub async fn delete(&self, key_hash: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE key_hash = $1")
-            .bind(key_hash)
-            .execute(&self.pool)
-            .await
-            .context("delete session")?;
-        Ok(())
     }
 
     /// Records a one-time value until `expires_at`; false if it is recorded and not yet
@@ -356,6 +223,146 @@ impl SqlStore {
         rows.into_iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
+    }
+}
+
+#[async_trait]
+impl SessionBackend for SqlStore {
+    /// Whether the database answers.
+    async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Inserts a session row.
+    async fn create(&self, s: &Stored) -> anyhow::Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
+        .bind(&s.key_hash)
+        .bind(&s.meta.id)
+        .bind(&s.meta.sub)
+        .bind(&s.meta.sid)
+        .bind(&s.meta.name)
+        .bind(&s.meta.email)
+        .bind(&s.sealed)
+        .bind(s.token_expires_at)
+        .bind(s.meta.version)
+        .bind(s.meta.created_at)
+        .bind(s.meta.last_seen)
+        .bind(s.meta.idle_expires_at)
+        .bind(s.meta.expires_at)
+        .bind(&s.meta.user_agent)
+        .bind(&s.meta.ip)
+        .execute(&self.pool)
+        .await
+        .context("insert session")?;
+        Ok(())
+    }
+
+    /// One session by key hash.
+    async fn load(&self, key_hash: &str) -> anyhow::Result<Option<Stored>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE key_hash = $1"))
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .context("load session")?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Every session of a subject.
+    async fn by_sub(&self, sub: &str) -> anyhow::Result<Vec<Stored>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE sub = $1 ORDER BY created_at"
+        ))
+        .bind(sub)
+        .fetch_all(&self.pool)
+        .await
+        .context("list sessions")?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Key hashes of the sessions with a provider session id.
+    async fn by_sid(&self, sid: &str) -> anyhow::Result<Vec<Stored>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE sid = $1"))
+            .bind(sid)
+            .fetch_all(&self.pool)
+            .await
+            .context("find sessions by sid")?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Moves `last_seen` and the idle deadline.
+    async fn touch(&self, key_hash: &str, now: i64, idle_expires_at: i64, _: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen = $1, idle_expires_at = $2 WHERE key_hash = $3")
+            .bind(now)
+            .bind(idle_expires_at)
+            .bind(key_hash)
+            .execute(&self.pool)
+            .await
+            .context("touch session")?;
+        Ok(())
+    }
+
+    /// Compare-and-set of the sealed tokens on `version`; releases the refresh lease.
+    async fn update_tokens(
+        &self,
+        key_hash: &str,
+        expected_version: i64,
+        sealed: &[u8],
+        token_expires_at: i64,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET tokens = $1, token_expires_at = $2, version = version + 1,
+                    name = COALESCE($3, name), email = COALESCE($4, email), refresh_lease_until = NULL
+             WHERE key_hash = $5 AND version = $6",
+        )
+        .bind(sealed)
+        .bind(token_expires_at)
+        .bind(name)
+        .bind(email)
+        .bind(key_hash)
+        .bind(expected_version)
+        .execute(&self.pool)
+        .await
+        .context("update session tokens")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes the refresh lease until `until` unless another holder's lease is still running.
+    async fn take_refresh_lease(&self, key_hash: &str, now: i64, until: i64) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET refresh_lease_until = $1
+             WHERE key_hash = $2 AND (refresh_lease_until IS NULL OR refresh_lease_until < $3)",
+        )
+        .bind(until)
+        .bind(key_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .context("take refresh lease")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the refresh lease back early (after a failed refresh).
+    async fn release_refresh_lease(&self, key_hash: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE sessions SET refresh_lease_until = NULL WHERE key_hash = $1")
+            .bind(key_hash)
+            .execute(&self.pool)
+            .await
+            .context("release refresh lease")?;
+        Ok(())
+    }
+
+    /// Deletes sessions by key hash.
+    async fn delete(&self, key_hash: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE key_hash = $1")
+            .bind(key_hash)
+            .execute(&self.pool)
+            .await
+            .context("delete session")?;
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{
 };
 
 use super::{
+    backend::{SessionBackend, Stored},
     cache::{self, SessionCache},
     crypto::Keys,
     redis::RedisSessions,
@@ -15,43 +16,7 @@ use super::{
     SessionRecord, Tokens,
 };
 
-/// A session as the backends keep it: tokens sealed.
-#[derive(Clone)]
-pub struct Stored {
-    /// SHA-256 of the cookie key.
-    pub key_hash: String,
-    /// Public id.
-    pub id: String,
-    /// Subject.
-    pub sub: String,
-    /// Provider session id.
-    pub sid: Option<String>,
-    /// Display name.
-    pub name: Option<String>,
-    /// Email.
-    pub email: Option<String>,
-    /// Sealed [`Tokens`].
-    pub sealed: Vec<u8>,
-    /// Expiry of the forwarded token.
-    pub token_expires_at: i64,
-    /// Compare-and-set version of the tokens.
-    pub version: i64,
-    /// Sign-in time.
-    pub created_at: i64,
-    /// Last request.
-    pub last_seen: i64,
-    /// Idle deadline.
-    pub idle_expires_at: i64,
-    /// Absolute deadline.
-    pub expires_at: i64,
-    /// Browser at sign-in.
-    pub user_agent: Option<String>,
-    /// Address at sign-in.
-    pub ip: Option<String>,
-}
-
-/// Where sessions live.
-#[derive(Clone)]
+/// Where sessions live: SQL, or Redis with its change channel for the caches.
 enum Sessions {
     Sql,
     Redis(RedisSessions),
@@ -61,7 +26,7 @@ enum Sessions {
 #[derive(Clone)]
 pub struct SessionStore {
     sql: SqlStore,
-    sessions: Sessions,
+    sessions: Arc<dyn SessionBackend>,
     keys: Keys,
     cache: Arc<SessionCache>,
     loading: Arc<InFlight>,
@@ -130,6 +95,10 @@ impl SessionStore {
                 Sessions::Sql => {}
             }
         }
+        let sessions: Arc<dyn SessionBackend> = match sessions {
+            Sessions::Sql => Arc::new(sql.clone()),
+            Sessions::Redis(r) => Arc::new(r),
+        };
         Ok(Self {
             sql,
             sessions,
@@ -185,13 +154,9 @@ impl SessionStore {
         (self.counts.hits.load(Relaxed), self.counts.reads.load(Relaxed))
     }
 
-    /// Whether every backend answers.
+    /// Whether every backend answers (SQL twice when it also keeps the sessions: cheap).
     pub async fn ping(&self) -> bool {
-        let sql = self.sql.ping().await;
-        match &self.sessions {
-            Sessions::Sql => sql,
-            Sessions::Redis(r) => sql && r.ping().await,
-        }
+        self.sql.ping().await && self.sessions.ping().await
     }
 
     fn seal(&self, key_hash: &str, tokens: &Tokens) -> anyhow::Result<Vec<u8>> {
@@ -205,76 +170,36 @@ impl SessionStore {
             tracing::warn!("a session does not decrypt (SESSION_SECRET changed?); ignoring it");
             return None;
         };
-        Some((
-            s.key_hash,
-            SessionRecord {
-                id: s.id,
-                sub: s.sub,
-                sid: s.sid,
-                name: s.name,
-                email: s.email,
-                tokens,
-                version: s.version,
-                created_at: s.created_at,
-                last_seen: s.last_seen,
-                idle_expires_at: s.idle_expires_at,
-                expires_at: s.expires_at,
-                user_agent: s.user_agent,
-                ip: s.ip,
-            },
-        ))
+        Some((s.key_hash, SessionRecord { meta: s.meta, tokens }))
     }
 
     /// Stores a new session under the hash of its cookie key.
     pub async fn create(&self, key_hash: &str, s: &SessionRecord) -> anyhow::Result<()> {
         let stored = Stored {
             key_hash: key_hash.to_owned(),
-            id: s.id.clone(),
-            sub: s.sub.clone(),
-            sid: s.sid.clone(),
-            name: s.name.clone(),
-            email: s.email.clone(),
+            meta: s.meta.clone(),
             sealed: self.seal(key_hash, &s.tokens)?,
             token_expires_at: s.tokens.expires_at,
-            version: s.version,
-            created_at: s.created_at,
-            last_seen: s.last_seen,
-            idle_expires_at: s.idle_expires_at,
-            expires_at: s.expires_at,
-            user_agent: s.user_agent.clone(),
-            ip: s.ip.clone(),
         };
-        match &self.sessions {
-            Sessions::Sql => self.sql.create(&stored).await,
-            Sessions::Redis(r) => r.create(&stored).await,
-        }
+        self.sessions.create(&stored).await
     }
 
     /// Loads a session; one whose tokens do not decrypt counts as absent.
     pub async fn load(&self, key_hash: &str) -> anyhow::Result<Option<SessionRecord>> {
         self.counts.reads.fetch_add(1, Relaxed);
-        let stored = match &self.sessions {
-            Sessions::Sql => self.sql.load(key_hash).await?,
-            Sessions::Redis(r) => r.load(key_hash).await?,
-        };
+        let stored = self.sessions.load(key_hash).await?;
         Ok(stored.and_then(|s| self.open(s)).map(|(_, r)| r))
     }
 
     /// Every session of a subject, oldest first, with its key hash.
     pub async fn by_sub(&self, sub: &str) -> anyhow::Result<Vec<(String, SessionRecord)>> {
-        let list = match &self.sessions {
-            Sessions::Sql => self.sql.by_sub(sub).await?,
-            Sessions::Redis(r) => r.by_sub(sub).await?,
-        };
+        let list = self.sessions.by_sub(sub).await?;
         Ok(list.into_iter().filter_map(|s| self.open(s)).collect())
     }
 
     /// Every session with a provider session id, with its key hash.
     pub async fn by_sid(&self, sid: &str) -> anyhow::Result<Vec<(String, SessionRecord)>> {
-        let list = match &self.sessions {
-            Sessions::Sql => self.sql.by_sid(sid).await?,
-            Sessions::Redis(r) => r.by_sid(sid).await?,
-        };
+        let list = self.sessions.by_sid(sid).await?;
         Ok(list.into_iter().filter_map(|s| self.open(s)).collect())
     }
 
@@ -287,10 +212,9 @@ impl SessionStore {
         expires_at: i64,
     ) -> anyhow::Result<()> {
         self.cache.forget(key_hash);
-        match &self.sessions {
-            Sessions::Sql => self.sql.touch(key_hash, now, idle_expires_at).await,
-            Sessions::Redis(r) => r.touch(key_hash, now, idle_expires_at, expires_at).await,
-        }
+        self.sessions
+            .touch(key_hash, now, idle_expires_at, expires_at)
+            .await
     }
 
     /// Replaces the tokens if the session still has `expected_version`; false when another
@@ -305,56 +229,32 @@ impl SessionStore {
     ) -> anyhow::Result<bool> {
         let sealed = self.seal(key_hash, tokens)?;
         self.cache.forget(key_hash);
-        match &self.sessions {
-            Sessions::Sql => {
-                self.sql
-                    .update_tokens(
-                        key_hash,
-                        expected_version,
-                        &sealed,
-                        tokens.expires_at,
-                        name,
-                        email,
-                    )
-                    .await
-            }
-            Sessions::Redis(r) => {
-                r.update_tokens(
-                    key_hash,
-                    expected_version,
-                    &sealed,
-                    tokens.expires_at,
-                    name,
-                    email,
-                )
-                .await
-            }
-        }
+        self.sessions
+            .update_tokens(
+                key_hash,
+                expected_version,
+                &sealed,
+                tokens.expires_at,
+                name,
+                email,
+            )
+            .await
     }
 
     /// Takes the session's refresh lease for `secs` seconds; false while another holds it.
     pub async fn take_refresh_lease(&self, key_hash: &str, now: i64, secs: i64) -> anyhow::Result<bool> {
-        match &self.sessions {
-            Sessions::Sql => self.sql.take_refresh_lease(key_hash, now, now + secs).await,
-            Sessions::Redis(r) => r.take_refresh_lease(key_hash, now + secs).await,
-        }
+        self.sessions.take_refresh_lease(key_hash, now, now + secs).await
     }
 
     /// Releases the refresh lease early.
     pub async fn release_refresh_lease(&self, key_hash: &str) -> anyhow::Result<()> {
-        match &self.sessions {
-            Sessions::Sql => self.sql.release_refresh_lease(key_hash).await,
-            Sessions::Redis(r) => r.release_refresh_lease(key_hash).await,
-        }
+        self.sessions.release_refresh_lease(key_hash).await
     }
 
     /// Deletes one session by its cookie key hash.
     pub async fn delete(&self, key_hash: &str) -> anyhow::Result<()> {
         self.cache.forget(key_hash);
-        match &self.sessions {
-            Sessions::Sql => self.sql.delete(key_hash).await,
-            Sessions::Redis(r) => r.delete(key_hash).await,
-        }
+        self.sessions.delete(key_hash).await
     }
 
     /// Marks a one-time value (login state, logout-token jti) as used; false on a replay.

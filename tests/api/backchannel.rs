@@ -1,7 +1,7 @@
 //! OIDC Back-Channel Logout: valid tokens end the matching sessions, bad ones get 400.
 
 use serde_json::json;
-use taskflow_bff::{clock::now, ids::sha256_hex};
+use taskflow_bff::clock::now;
 
 use crate::helpers::{spawn_app, TestApp};
 
@@ -27,15 +27,9 @@ async fn post_logout(app: &TestApp, token: &str) -> crate::helpers::Resp {
 async fn session_of(app: &TestApp, user: usize) -> (String, String) {
     app.jar.borrow_mut().clear();
     app.login_as(user, "/dashboard").await;
-    let cookie = app.session_cookie().expect("cookie");
-    let rec = app
-        .state
-        .store
-        .load(&sha256_hex(&cookie))
-        .await
-        .expect("store")
-        .expect("session");
-    (cookie, rec.sid.expect("the demo provider sends sid"))
+    let cookie = app.session_cookie().expect("session");
+    let rec = app.session_record().await;
+    (cookie, rec.sid.clone().expect("the demo provider sends sid"))
 }
 
 async fn alive(app: &TestApp, cookie: &str) -> bool {
@@ -142,13 +136,7 @@ async fn malformed_logout_tokens_are_refused_and_end_nothing() {
 async fn signing_out_at_the_provider_ends_the_session_here() {
     let app = spawn_app().await;
     let (cookie, _) = session_of(&app, 0).await;
-    let rec = app
-        .state
-        .store
-        .load(&sha256_hex(&cookie))
-        .await
-        .expect("store")
-        .expect("session");
+    let rec = app.session_record().await;
     // The user signs out at the provider directly (another app, or the provider's own page).
     let q = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("id_token_hint", &rec.tokens.id_token)

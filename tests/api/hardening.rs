@@ -195,15 +195,7 @@ async fn upstream_headers_never_override_ours() {
 async fn sign_out_keeps_the_token_off_urls_and_the_legacy_path_refuses_it_afterwards() {
     let app = signed_in(&[("LEGACY_COOKIE", "taskflow_id_token")]).await;
     let key = app.session_cookie().expect("session");
-    let token = app
-        .state
-        .store
-        .load(&sha256_hex(&key))
-        .await
-        .expect("store")
-        .expect("session")
-        .tokens
-        .id_token;
+    let token = app.session_record().await.tokens.id_token;
     // The legacy cookie alone works while the session lives...
     app.jar.borrow_mut().clear();
     app.jar
@@ -423,14 +415,9 @@ async fn tokens_shorter_than_the_skew_are_not_refreshed_on_every_request() {
 #[actix_web::test]
 async fn sign_out_revokes_the_refresh_token_at_the_demo_provider() {
     let app = signed_in(&[]).await;
-    let key = app.session_cookie().expect("session");
     let rt = app
-        .state
-        .store
-        .load(&sha256_hex(&key))
+        .session_record()
         .await
-        .expect("store")
-        .expect("session")
         .tokens
         .refresh_token
         .expect("offline_access granted");
@@ -445,16 +432,7 @@ async fn sign_out_also_ends_the_nextjs_cookie_the_browser_still_carries() {
     let app = signed_in(&[("LEGACY_COOKIE", "taskflow_id_token")]).await;
     // An id_token the old Next.js route would have put in its cookie: the first
     // sign-in's; the browser then signs in again and carries both cookies.
-    let key = app.session_cookie().expect("session");
-    let old_token = app
-        .state
-        .store
-        .load(&sha256_hex(&key))
-        .await
-        .expect("store")
-        .expect("session")
-        .tokens
-        .id_token;
+    let old_token = app.session_record().await.tokens.id_token;
     app.login_as(0, "/dashboard").await;
     app.jar
         .borrow_mut()

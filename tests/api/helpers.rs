@@ -220,17 +220,22 @@ impl TestApp {
         }
     }
 
+    /// The stored session of the cookie in the jar.
+    pub async fn session_record(&self) -> taskflow_bff::session::SessionRecord {
+        let key = self.session_cookie().expect("signed in");
+        self.state
+            .store
+            .load(&taskflow_bff::ids::sha256_hex(&key))
+            .await
+            .expect("store")
+            .expect("session")
+    }
+
     /// Marks the session's forwarded token as expiring now, so the next use refreshes it.
     pub async fn expire_token(&self) {
         let key = self.session_cookie().expect("signed in");
         let hash = taskflow_bff::ids::sha256_hex(&key);
-        let rec = self
-            .state
-            .store
-            .load(&hash)
-            .await
-            .expect("store")
-            .expect("session");
+        let rec = self.session_record().await;
         let mut tokens = rec.tokens.clone();
         tokens.expires_at = taskflow_bff::clock::now();
         assert!(self

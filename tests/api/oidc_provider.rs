@@ -205,8 +205,7 @@ async fn sign_in_and_out_with_node_oidc_provider() {
     app.expire_token().await;
     let r = app.post_api("/api/remote/tasks", "{}").await;
     assert_eq!(r.status, 502, "{}", r.text());
-    let key = taskflow_bff::ids::sha256_hex(&app.session_cookie().expect("cookie"));
-    let rec = app.state.store.load(&key).await.expect("store").expect("session");
+    let rec = app.session_record().await;
     assert!(
         rec.tokens.expires_at > taskflow_bff::clock::now() + 60,
         "new tokens from the provider"

@@ -562,14 +562,7 @@ async fn metrics_count_requests_streams_and_sign_ins() {
 async fn legacy_id_token_cookie_is_accepted_after_full_validation_when_enabled() {
     let app = spawn_app_with(&[("LEGACY_COOKIE", "taskflow_id_token")]).await;
     app.login_as(0, "/dashboard").await;
-    let key = app.session_cookie().expect("cookie");
-    let rec = app
-        .state
-        .store
-        .load(&taskflow_bff::ids::sha256_hex(&key))
-        .await
-        .expect("store")
-        .expect("session");
+    let rec = app.session_record().await;
     let id_token = rec.tokens.id_token.clone();
     // A browser that only has the old Next.js cookie.
     app.jar.borrow_mut().clear();
