@@ -24,7 +24,7 @@ use crate::{
     ids::random_token,
     limits,
     proxy::{self, forward::ProxyClient, ProxyRoutes},
-    session::{crypto::Keys, SessionStore},
+    session::{self, crypto::Keys, SessionStore},
     state::AppState,
     telemetry::{request_id, RequestSpan},
 };
@@ -232,32 +232,47 @@ impl Application {
                         }),
                 )
                 .configure(health::configure)
-                .service(
-                    web::scope("/api")
-                        .wrap(from_fn(csrf_guard))
-                        .configure(|cfg| auth::configure(cfg, &throttle))
-                        .configure(proxy::configure)
-                        .default_service(web::to(|| async {
-                            json_error(
-                                actix_web::http::StatusCode::NOT_FOUND,
-                                "not_found",
-                                "no such API route",
-                            )
-                        })),
-                );
+                .service(dashboard::assets::service());
             if let Some(idp) = &demo_idp {
                 app = app
                     .app_data(web::Data::from(idp.clone()))
                     .configure(demo::idp::configure);
             }
-            app.configure(dashboard::configure)
-                .default_service(web::to(|| async {
-                    html_page(
-                        actix_web::http::StatusCode::NOT_FOUND,
-                        "Page not found",
-                        "There is nothing at this address.",
+            // Everything below needs the session cookie; assets, probes and the demo
+            // provider above do not, and pay nothing for it.
+            let sessions = session::cookie::middleware(
+                app_state.store.clone(),
+                &app_state.session_cookie,
+                app_state.secure_cookies,
+                app_state.keys.session_cookie_key().clone(),
+                app_state.settings.session_absolute.as_secs() as i64,
+            );
+            app.service(
+                web::scope("")
+                    .wrap(sessions)
+                    .wrap(from_fn(session::cookie::remember_loads))
+                    .service(
+                        web::scope("/api")
+                            .wrap(from_fn(csrf_guard))
+                            .configure(|cfg| auth::configure(cfg, &throttle))
+                            .configure(proxy::configure)
+                            .default_service(web::to(|| async {
+                                json_error(
+                                    actix_web::http::StatusCode::NOT_FOUND,
+                                    "not_found",
+                                    "no such API route",
+                                )
+                            })),
                     )
-                }))
+                    .configure(dashboard::configure)
+                    .default_service(web::to(|| async {
+                        html_page(
+                            actix_web::http::StatusCode::NOT_FOUND,
+                            "Page not found",
+                            "There is nothing at this address.",
+                        )
+                    })),
+            )
         })
         .workers(workers)
         // On SIGTERM/SIGINT: stop accepting, let requests and streams finish for the grace period.

@@ -1,11 +1,19 @@
-//! The session extractor: cookie → store lookup → liveness check.
+//! The session extractor: the session layer's key hash → the record (as loaded by the
+//! session layer, or from the store) → liveness check and the once-a-minute touch.
 
 use std::sync::Arc;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
-use crate::{clock::now, error::ApiError, ids::sha256_hex, session::SessionRecord, state::AppState};
+use actix_session::SessionExt;
+
+use crate::{
+    clock::now,
+    error::ApiError,
+    session::{cookie, SessionRecord},
+    state::AppState,
+};
 
 /// `last_seen` is written at most this often, to keep writes off most requests.
 const TOUCH_EVERY_SECS: i64 = 60;
@@ -21,28 +29,23 @@ pub struct CurrentSession {
 /// A request that may or may not be signed in; fails only when the store is down.
 pub struct MaybeSession(pub Option<CurrentSession>);
 
-/// Whether a cookie value has the shape of our session keys (43 base64url characters).
-pub fn well_formed_key(v: &str) -> bool {
-    v.len() == 43
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Loads the live session named by the request's cookie, if any.
+/// Loads the live session named by the session layer's `_key` entry, if any.
 pub async fn load_session(
     state: &AppState,
-    cookie: Option<String>,
+    key_hash: Option<String>,
 ) -> Result<Option<CurrentSession>, ApiError> {
-    let Some(key) = cookie.filter(|k| well_formed_key(k)) else {
+    let Some(key_hash) = key_hash else {
         return Ok(None);
     };
-    let key_hash = sha256_hex(&key);
-    let Some(record) = state
-        .store
-        .load_cached(&key_hash)
-        .await
-        .map_err(ApiError::StoreUnavailable)?
-    else {
+    let record = match cookie::loaded(&key_hash) {
+        Some(loaded) => loaded,
+        None => state
+            .store
+            .load_cached(&key_hash)
+            .await
+            .map_err(ApiError::StoreUnavailable)?,
+    };
+    let Some(record) = record else {
         return Ok(None);
     };
     let now = now();
@@ -67,13 +70,10 @@ pub async fn load_session(
 
 fn extract(req: &HttpRequest) -> LocalBoxFuture<'static, Result<Option<CurrentSession>, ApiError>> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let cookie = state
-        .as_ref()
-        .and_then(|s| req.cookie(&s.session_cookie))
-        .map(|c| c.value().to_owned());
+    let key_hash = req.get_session().get::<String>(cookie::KEY_ENTRY).ok().flatten();
     Box::pin(async move {
         let state = state.ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("AppState missing")))?;
-        load_session(&state, cookie).await
+        load_session(&state, key_hash).await
     })
 }
 

@@ -1,15 +1,12 @@
-//! Sign-in, callback, sign-out and `me`.
+//! Sign-in, callback and `me`.
 
-use actix_web::{
-    cookie::{time::Duration as CookieDuration, Cookie, SameSite},
-    http::header,
-    web, HttpRequest, HttpResponse,
-};
+use actix_session::Session;
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::{
     extractor::{CurrentSession, MaybeSession},
-    provider::TokenError,
+    provider::{IdClaims, TokenError, TokenResponse},
     refresh::forward_expiry,
     return_to::{validate_return_to, DEFAULT_RETURN_TO},
     transaction::{pkce_challenge, removal_cookie, LoginTransaction, LOGIN_TTL_SECS},
@@ -17,8 +14,8 @@ use super::{
 use crate::{
     clock::now,
     error::PageError,
-    ids::{random_token, sha256_hex},
-    session::{store::AuditEvent, SessionMeta, SessionRecord, Tokens},
+    ids::sha256_hex,
+    session::{cookie::STAGED_ENTRY, store::AuditEvent, SessionMeta, SessionRecord, Tokens},
     state::AppState,
 };
 
@@ -104,8 +101,8 @@ fn provider_error_text(code: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// Finishes sign-in: checks state, exchanges the code, validates the id_token, creates a
-/// new session and redirects to the saved returnTo.
+/// Finishes sign-in: verify the response → exchange the code and validate the id_token →
+/// create the session; then redirect to the saved returnTo.
 #[tracing::instrument(name = "callback", skip_all)]
 pub async fn callback(
     req: HttpRequest,
@@ -113,8 +110,9 @@ pub async fn callback(
     client: web::Data<awc::Client>,
     query: web::Query<CallbackQuery>,
     previous: MaybeSession,
+    session: Session,
 ) -> Result<HttpResponse, PageError> {
-    let res = finish_sign_in(req, state.clone(), client, query, previous).await;
+    let res = finish_sign_in(&req, &state, &client, query.into_inner(), previous, session).await;
     let failed = res.as_ref().map_or(true, |r| !r.status().is_redirection());
     if failed {
         state
@@ -125,25 +123,76 @@ pub async fn callback(
     res
 }
 
+/// What the callback may go on with once the response is verified.
+enum Verified {
+    /// A code to exchange, for this browser's login transaction.
+    Code(String, LoginTransaction),
+    /// Answer this at once (a provider error, a signed-in user on a used callback).
+    Done(HttpResponse),
+}
+
 async fn finish_sign_in(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    client: web::Data<awc::Client>,
-    query: web::Query<CallbackQuery>,
+    req: &HttpRequest,
+    state: &AppState,
+    client: &awc::Client,
+    q: CallbackQuery,
     previous: MaybeSession,
+    session: Session,
 ) -> Result<HttpResponse, PageError> {
-    let q = query.into_inner();
-    let clear_login = removal_cookie(&state.login_cookie, state.secure_cookies);
+    let (code, tx) = match verify_response(req, state, client, q, previous.0.is_some()).await? {
+        Verified::Code(code, tx) => (code, tx),
+        Verified::Done(res) => return Ok(res),
+    };
+    let signed_in = exchange_and_validate(state, client, &code, &tx).await?;
+    let record = new_session(req, state, signed_in);
+    state
+        .store
+        .audit(AuditEvent {
+            event: "sign_in",
+            sub: Some(&record.sub),
+            session_id: Some(&record.id),
+            ip: record.ip.as_deref(),
+            detail: None,
+        })
+        .await;
+    tracing::info!(session = %record.id, "signed in");
+    state
+        .metrics
+        .logins
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A fresh key (no fixation): the session layer drops whatever session the browser had
+    // and stores this one under a new key when the response goes out.
+    session.renew();
+    session
+        .insert(STAGED_ENTRY, state.store.stage(record))
+        .map_err(|e| PageError::Unexpected(anyhow::anyhow!("cannot stage the session: {e}")))?;
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, tx.return_to.as_str()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(removal_cookie(&state.login_cookie, state.secure_cookies))
+        .finish())
+}
+
+/// The login cookie and its state come first: a crafted link (with `error=` or not) can
+/// neither show text on our origin nor clear a sign-in in progress. Then the provider's
+/// error, the issuer (RFC 9207) and single use of the state.
+async fn verify_response(
+    req: &HttpRequest,
+    state: &AppState,
+    client: &awc::Client,
+    q: CallbackQuery,
+    signed_in: bool,
+) -> Result<Verified, PageError> {
     let refuse = PageError::BadRequest;
-    // The login cookie and its state come first: a crafted link (with `error=` or not) can
-    // neither show text on our origin nor clear a sign-in in progress.
-    let Some(tx) = LoginTransaction::from_request(&req, &state.login_cookie, &state.keys) else {
-        if previous.0.is_some() {
+    let Some(tx) = LoginTransaction::from_request(req, &state.login_cookie, &state.keys) else {
+        if signed_in {
             // Back to a used callback while signed in: nothing to finish, go on working.
-            return Ok(HttpResponse::Found()
-                .insert_header((header::LOCATION, DEFAULT_RETURN_TO))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish());
+            return Ok(Verified::Done(
+                HttpResponse::Found()
+                    .insert_header((header::LOCATION, DEFAULT_RETURN_TO))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .finish(),
+            ));
         }
         return Err(refuse(
             "No sign-in is in progress in this browser, or it took too long. Please sign in again.".into(),
@@ -158,15 +207,15 @@ async fn finish_sign_in(
         let (title, message) = provider_error_text(err);
         tracing::info!(error = ?err.chars().take(64).collect::<String>(), "provider returned an error");
         let mut page = actix_web::ResponseError::error_response(&PageError::SignInFailed { title, message });
-        let _ = page.add_cookie(&clear_login);
-        return Ok(page);
+        let _ = page.add_cookie(&removal_cookie(&state.login_cookie, state.secure_cookies));
+        return Ok(Verified::Done(page));
     }
-    let Some(code) = q.code.as_deref() else {
+    let Some(code) = q.code else {
         return Err(refuse("The sign-in response is missing its code.".into()));
     };
     let md = state
         .provider
-        .metadata(&client)
+        .metadata(client)
         .await
         .map_err(PageError::IdpUnavailable)?;
     match q.iss.as_deref() {
@@ -186,6 +235,27 @@ async fn finish_sign_in(
     if !fresh {
         return Err(refuse("This sign-in response was already used.".into()));
     }
+    Ok(Verified::Code(code, tx))
+}
+
+/// What the provider said about the user.
+struct SignedIn {
+    tokens: TokenResponse,
+    id_token: String,
+    claims: IdClaims,
+    name: Option<String>,
+    email: Option<String>,
+}
+
+/// Exchanges the code (within the token-endpoint budget), validates the id_token with the
+/// transaction's nonce, and reads name and email from userinfo (id_token claims otherwise).
+async fn exchange_and_validate(
+    state: &AppState,
+    client: &awc::Client,
+    code: &str,
+    tx: &LoginTransaction,
+) -> Result<SignedIn, PageError> {
+    let refuse = PageError::BadRequest;
     // Each code exchange is a call to a token endpoint that providers rate-limit per client.
     // Spent only by a state redeemed just now: replaying one sign-in cannot drain it.
     if let Some(wait) = crate::limits::take(&state.code_exchanges) {
@@ -194,13 +264,11 @@ async fn finish_sign_in(
     }
     let tokens = state
         .provider
-        .exchange_code(&client, code, &tx.verifier)
+        .exchange_code(client, code, &tx.verifier)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "code exchange failed");
-            PageError::BadRequest(
-                "The identity provider did not accept the sign-in. Please try again.".into(),
-            )
+            refuse("The identity provider did not accept the sign-in. Please try again.".into())
         })?;
     let id_token = tokens
         .id_token
@@ -208,7 +276,7 @@ async fn finish_sign_in(
         .ok_or_else(|| refuse("The identity provider returned no id_token.".into()))?;
     let claims = state
         .provider
-        .validate_id_token(&client, &id_token, Some(&tx.nonce))
+        .validate_id_token(client, &id_token, Some(&tx.nonce))
         .await
         .map_err(|e| match e {
             TokenError::Keys(e) => PageError::IdpUnavailable(e),
@@ -218,7 +286,7 @@ async fn finish_sign_in(
             }
         })?;
     let profile = match tokens.access_token.as_deref() {
-        Some(at) => match state.provider.userinfo(&client, at).await {
+        Some(at) => match state.provider.userinfo(client, at).await {
             Ok(p) => p.filter(|p| p.sub == claims.sub),
             Err(e) => {
                 tracing::warn!(error = %e, "userinfo failed; using id_token claims");
@@ -231,26 +299,26 @@ async fn finish_sign_in(
         Some(p) => (p.name.or(claims.name.clone()), p.email.or(claims.email.clone())),
         None => (claims.name.clone(), claims.email.clone()),
     };
+    Ok(SignedIn {
+        tokens,
+        id_token,
+        claims,
+        name,
+        email,
+    })
+}
 
-    // A session the browser already had (or a planted cookie) is never reused.
-    if let Some(old) = previous.0 {
-        state
-            .store
-            .delete(&old.key_hash)
-            .await
-            .map_err(PageError::StoreUnavailable)?;
-    }
+/// A new session for the signed-in user, with the idle and absolute deadlines.
+fn new_session(req: &HttpRequest, state: &AppState, s: SignedIn) -> SessionRecord {
     let now = now();
     let settings = &state.settings;
-    let key = random_token();
-    let key_hash = sha256_hex(&key);
-    let record = SessionRecord {
+    SessionRecord {
         meta: SessionMeta {
             id: uuid::Uuid::new_v4().to_string(),
-            sub: claims.sub.clone(),
-            sid: claims.sid.clone(),
-            name,
-            email,
+            sub: s.claims.sub.clone(),
+            sid: s.claims.sid.clone(),
+            name: s.name,
+            email: s.email,
             version: 0,
             created_at: now,
             last_seen: now,
@@ -261,54 +329,17 @@ async fn finish_sign_in(
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(256).collect()),
-            ip: state.client_ip(&req),
+            ip: state.client_ip(req),
+            state: Default::default(),
         },
         tokens: Tokens {
-            id_token,
-            access_token: tokens.access_token,
-            refresh_token: tokens.refresh_token,
-            expires_at: forward_expiry(settings.forward_token, claims.exp, tokens.expires_in),
+            id_token: s.id_token,
+            access_token: s.tokens.access_token,
+            refresh_token: s.tokens.refresh_token,
+            expires_at: forward_expiry(settings.forward_token, s.claims.exp, s.tokens.expires_in),
             issued_at: now,
         },
-    };
-    state
-        .store
-        .create(&key_hash, &record)
-        .await
-        .map_err(PageError::StoreUnavailable)?;
-    state
-        .store
-        .audit(AuditEvent {
-            event: "sign_in",
-            sub: Some(&record.sub),
-            session_id: Some(&record.id),
-            ip: record.ip.as_deref(),
-            detail: None,
-        })
-        .await;
-    tracing::info!(session = %record.id, "signed in");
-    state
-        .metrics
-        .logins
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(HttpResponse::Found()
-        .insert_header((header::LOCATION, tx.return_to.as_str()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .cookie(session_cookie(&state, key))
-        .cookie(clear_login)
-        .finish())
-}
-
-fn session_cookie(state: &AppState, key: String) -> Cookie<'static> {
-    Cookie::build(state.session_cookie.clone(), key)
-        .path("/")
-        .http_only(true)
-        .secure(state.secure_cookies)
-        .same_site(SameSite::Lax)
-        .max_age(CookieDuration::seconds(
-            state.settings.session_absolute.as_secs() as i64
-        ))
-        .finish()
+    }
 }
 
 /// Who is signed in: what the client uses for isAuthenticated/userId.

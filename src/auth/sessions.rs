@@ -62,6 +62,7 @@ pub async fn end(
     me: CurrentSession,
     path: web::Path<String>,
     req: actix_web::HttpRequest,
+    cookie: actix_session::Session,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let all = state
@@ -91,6 +92,9 @@ pub async fn end(
             }),
         })
         .await;
+    if hash == me.key_hash {
+        cookie.purge();
+    }
     let client = req.app_data::<web::Data<awc::Client>>().map(|c| c.get_ref());
     super::signout::retire_tokens(&state, client, &record.tokens).await;
     tracing::info!(session = %record.id, "session ended by its user");

@@ -4,6 +4,7 @@
 //! some providers, but shows the browser the very token the backend accepts; when sent, it
 //! travels in a POST form body, never in a URL (history, logs, `Referer`).
 
+use actix_session::Session;
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
@@ -81,6 +82,7 @@ pub async fn logout(
     state: web::Data<AppState>,
     client: web::Data<awc::Client>,
     session: MaybeSession,
+    cookie: Session,
 ) -> Result<HttpResponse, ApiError> {
     let mut out = SignedOut {
         redirect_to: "/".into(),
@@ -104,6 +106,8 @@ pub async fn logout(
             })
             .await;
         tracing::info!(session = %s.record.id, "signed out");
+        // The session layer removes the cookie (and would delete the row, already gone).
+        cookie.purge();
         retire_tokens(&state, Some(&client), &s.record.tokens).await;
         if let Ok(md) = state.provider.metadata(&client).await {
             let hint = state
@@ -124,11 +128,7 @@ pub async fn logout(
         }
     }
     let mut res = HttpResponse::Ok();
-    res.insert_header((header::CACHE_CONTROL, "no-store"))
-        .cookie(super::transaction::removal_cookie(
-            &state.session_cookie,
-            state.secure_cookies,
-        ));
+    res.insert_header((header::CACHE_CONTROL, "no-store"));
     // The Next.js route's cookie, if this browser still has one, ends with the session.
     if let Some(name) = state.settings.legacy_cookie.as_deref() {
         if let Some(legacy) = req.cookie(name) {

@@ -6,11 +6,10 @@ pub mod pages;
 
 use actix_web::web;
 
-/// Mounts the pages and `/static`.
+/// Mounts the pages (`/static` is mounted apart: it needs no session).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(pages::landing))
         .route("/dashboard", web::get().to(pages::dashboard))
         .route("/chat", web::get().to(pages::chat))
-        .route("/sessions", web::get().to(pages::sessions))
-        .service(assets::service());
+        .route("/sessions", web::get().to(pages::sessions));
 }

@@ -2,6 +2,8 @@
 //! has there: its metadata, shared with the session record, and its tokens sealed.
 //! Backends never see tokens in clear: the session store seals them first.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 /// Everything about a session but its tokens.
@@ -31,6 +33,9 @@ pub struct SessionMeta {
     pub user_agent: Option<String>,
     /// Client address at sign-in.
     pub ip: Option<String>,
+    /// The session's own small state (actix-session's map: a form token, preferences);
+    /// never tokens.
+    pub state: HashMap<String, String>,
 }
 
 /// A session as a backend keeps it.
@@ -78,6 +83,8 @@ pub trait SessionBackend: Send + Sync {
         name: Option<&str>,
         email: Option<&str>,
     ) -> anyhow::Result<bool>;
+    /// Replaces the session's state map, and nothing else (tokens are never touched here).
+    async fn update_state(&self, key_hash: &str, state: &HashMap<String, String>) -> anyhow::Result<()>;
     /// Takes the refresh lease until `until` unless another holder's lease still runs.
     async fn take_refresh_lease(&self, key_hash: &str, now: i64, until: i64) -> anyhow::Result<bool>;
     /// Gives the refresh lease back early.

@@ -246,6 +246,7 @@ mod tests {
                 expires_at: i64::MAX,
                 user_agent: None,
                 ip: None,
+                state: Default::default(),
             },
             tokens: Tokens {
                 id_token: "i".into(),

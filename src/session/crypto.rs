@@ -14,6 +14,7 @@ use sha2::Sha256;
 pub struct Keys {
     tokens: Aes256Gcm,
     cookies: actix_web::cookie::Key,
+    sessions: actix_web::cookie::Key,
 }
 
 impl Keys {
@@ -27,15 +28,24 @@ impl Keys {
             .expect("32 bytes is a valid HKDF output length");
         hk.expand(b"login-cookie v1", &mut cookies)
             .expect("64 bytes is a valid HKDF output length");
+        let mut sessions = [0u8; 64];
+        hk.expand(b"session-cookie v1", &mut sessions)
+            .expect("64 bytes is a valid HKDF output length");
         Self {
             tokens: Aes256Gcm::new(&tokens.into()),
             cookies: actix_web::cookie::Key::from(&cookies),
+            sessions: actix_web::cookie::Key::from(&sessions),
         }
     }
 
     /// Key of the private (encrypted) login-transaction cookie.
     pub fn cookie_key(&self) -> &actix_web::cookie::Key {
         &self.cookies
+    }
+
+    /// The key that encrypts the session cookie (actix-session's private cookie).
+    pub fn session_cookie_key(&self) -> &actix_web::cookie::Key {
+        &self.sessions
     }
 
     /// Encrypts `plain`, binding it to `aad` (the session's key hash) so rows cannot be swapped.

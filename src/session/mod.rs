@@ -1,12 +1,13 @@
 //! Server-side session state and its stores.
 //!
-//! Sessions are not kept in actix-session: its middleware writes the whole state back
-//! at the end of every request that touched it, which would overwrite a refresh token
-//! rotated meanwhile by a concurrent request (and the IdP then revokes the family).
-//! Here every write is a targeted statement: create, touch, compare-and-set of tokens.
+//! actix-session keeps the cookie and its key's lifecycle (see `cookie`); the session
+//! itself lives here, and every write is a targeted statement: create, touch, state,
+//! compare-and-set of tokens. Tokens never pass through actix-session's state map, whose
+//! write-back would otherwise put back a refresh token another request had rotated.
 
 pub mod backend;
 pub mod cache;
+pub mod cookie;
 pub mod crypto;
 pub mod redis;
 pub mod sql;

@@ -30,6 +30,13 @@ redis.call('PUBLISH', KEYS[3], ARGV[6])
 return 1
 ";
 
+const UPDATE_STATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 1
+";
+
 const TOUCH: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'last_seen', ARGV[1], 'idle_expires_at', ARGV[2])
@@ -121,6 +128,7 @@ impl SessionBackend for RedisSessions {
             ("last_seen", m.last_seen.to_string().into_bytes()),
             ("idle_expires_at", m.idle_expires_at.to_string().into_bytes()),
             ("expires_at", m.expires_at.to_string().into_bytes()),
+            ("state", serde_json::to_vec(&m.state)?),
         ];
         for (k, v) in [
             ("sid", &m.sid),
@@ -177,6 +185,10 @@ impl SessionBackend for RedisSessions {
                 expires_at: num(&h, "expires_at")?,
                 user_agent: text(&h, "user_agent"),
                 ip: text(&h, "ip"),
+                state: h
+                    .get("state")
+                    .and_then(|v| serde_json::from_slice(v).ok())
+                    .unwrap_or_default(),
             },
             sealed: h.get("tokens").cloned().context("tokens")?,
             token_expires_at: num(&h, "token_expires_at")?,
@@ -241,6 +253,19 @@ impl SessionBackend for RedisSessions {
     }
 
     /// Takes the refresh lease until `until` (Unix seconds) unless someone holds it.
+    async fn update_state(&self, key_hash: &str, state: &HashMap<String, String>) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        Script::new(UPDATE_STATE)
+            .key(self.key("s", key_hash))
+            .key(self.changes_channel())
+            .arg(serde_json::to_vec(state)?)
+            .arg(key_hash)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .context("update session state")?;
+        Ok(())
+    }
+
     async fn take_refresh_lease(&self, key_hash: &str, _now: i64, until: i64) -> anyhow::Result<bool> {
         let mut c = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")

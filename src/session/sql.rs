@@ -2,7 +2,7 @@
 //! scale out. One implementation over sqlx's `Any` driver with runtime-checked queries
 //! (`$n` placeholders work in both dialects); each dialect has its own migrations.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context;
 use sqlx::{any::AnyPoolOptions, AnyPool, Row};
@@ -25,7 +25,7 @@ pub struct SqlStore {
 }
 
 const COLUMNS: &str = "key_hash, id, sub, sid, name, email, tokens, token_expires_at, version, created_at, \
-                       last_seen, idle_expires_at, expires_at, user_agent, ip";
+                       last_seen, idle_expires_at, expires_at, user_agent, ip, state";
 
 fn from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<Stored> {
     Ok(Stored {
@@ -43,6 +43,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<Stored> {
             expires_at: row.try_get("expires_at")?,
             user_agent: row.try_get("user_agent")?,
             ip: row.try_get("ip")?,
+            state: serde_json::from_str(&row.try_get::<String, _>("state")?).unwrap_or_default(),
         },
         sealed: row.try_get("tokens")?,
         token_expires_at: row.try_get("token_expires_at")?,
@@ -236,7 +237,7 @@ impl SessionBackend for SqlStore {
     /// Inserts a session row.
     async fn create(&self, s: &Stored) -> anyhow::Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            "INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(&s.key_hash)
         .bind(&s.meta.id)
@@ -253,6 +254,7 @@ impl SessionBackend for SqlStore {
         .bind(s.meta.expires_at)
         .bind(&s.meta.user_agent)
         .bind(&s.meta.ip)
+        .bind(serde_json::to_string(&s.meta.state)?)
         .execute(&self.pool)
         .await
         .context("insert session")?;
@@ -331,6 +333,16 @@ impl SessionBackend for SqlStore {
     }
 
     /// Takes the refresh lease until `until` unless another holder's lease is still running.
+    async fn update_state(&self, key_hash: &str, state: &HashMap<String, String>) -> anyhow::Result<()> {
+        sqlx::query("UPDATE sessions SET state = $1 WHERE key_hash = $2")
+            .bind(serde_json::to_string(state)?)
+            .bind(key_hash)
+            .execute(&self.pool)
+            .await
+            .context("update session state")?;
+        Ok(())
+    }
+
     async fn take_refresh_lease(&self, key_hash: &str, now: i64, until: i64) -> anyhow::Result<bool> {
         let done = sqlx::query(
             "UPDATE sessions SET refresh_lease_until = $1

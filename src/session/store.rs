@@ -2,9 +2,12 @@
 //! and redeemed one-time values always in SQL. Tokens are sealed here, before any backend
 //! sees them.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering::Relaxed},
-    Arc,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
 };
 
 use super::{
@@ -31,6 +34,7 @@ pub struct SessionStore {
     cache: Arc<SessionCache>,
     loading: Arc<InFlight>,
     counts: Arc<LoadCounts>,
+    staged: Arc<std::sync::Mutex<HashMap<String, (std::time::Instant, SessionRecord)>>>,
 }
 
 /// How session lookups were answered.
@@ -106,6 +110,7 @@ impl SessionStore {
             cache,
             loading: Arc::default(),
             counts: Arc::default(),
+            staged: Arc::default(),
         })
     }
 
@@ -239,6 +244,29 @@ impl SessionStore {
                 email,
             )
             .await
+    }
+
+    /// Replaces a session's state map (never its tokens).
+    pub async fn update_state(&self, key_hash: &str, state: &HashMap<String, String>) -> anyhow::Result<()> {
+        self.cache.forget(key_hash);
+        self.sessions.update_state(key_hash, state).await
+    }
+
+    /// Holds a new session until the cookie layer stores it under a fresh key at the end
+    /// of the sign-in request; returns the name it is held under.
+    pub fn stage(&self, record: SessionRecord) -> String {
+        let id = crate::ids::random_token();
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        // A sign-in that failed after staging leaves its record behind: not for long.
+        staged.retain(|_, (at, _)| at.elapsed() < std::time::Duration::from_secs(60));
+        staged.insert(id.clone(), (std::time::Instant::now(), record));
+        id
+    }
+
+    /// The session staged under `id`, once.
+    pub fn take_staged(&self, id: &str) -> Option<SessionRecord> {
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        staged.remove(id).map(|(_, r)| r)
     }
 
     /// Takes the session's refresh lease for `secs` seconds; false while another holds it.

@@ -30,6 +30,7 @@ fn status_of(line: &str) -> u16 {
 async fn malformed_oversized_and_forged_session_cookies_get_401() {
     let app = spawn_app().await;
     let name = app.session_cookie_name();
+    let (_, reads_before) = app.state.store.load_counts();
     for value in [
         "x".to_owned(),
         "A".repeat(43),
@@ -46,6 +47,8 @@ async fn malformed_oversized_and_forged_session_cookies_get_401() {
         let page = app.get("/dashboard").await;
         assert_eq!(page.status, 302, "pages redirect to sign-in");
     }
+    // A cookie this app did not encrypt is refused before any store lookup.
+    assert_eq!(app.state.store.load_counts().1, reads_before);
 }
 
 #[actix_web::test]

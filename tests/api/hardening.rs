@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use taskflow_bff::{clock::now, ids::sha256_hex};
+use taskflow_bff::clock::now;
 
 use crate::{
     helpers::{spawn_app_with, TestApp},
@@ -362,8 +362,7 @@ async fn an_upgrade_on_a_proxied_route_is_refused_at_once() {
 #[actix_web::test]
 async fn expired_sessions_are_swept_with_their_tokens() {
     let app = signed_in(&[("SWEEP_INTERVAL_SECS", "1")]).await;
-    let key = app.session_cookie().expect("session");
-    let hash = sha256_hex(&key);
+    let hash = app.session_key_hash();
     let sub = "usr_7Hq2LmX9aP";
     assert_eq!(app.state.store.by_sub(sub).await.expect("store").len(), 1);
     let t = now();

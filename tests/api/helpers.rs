@@ -220,12 +220,30 @@ impl TestApp {
         }
     }
 
+    /// The store's key for the session cookie in the jar: the cookie is encrypted, so this
+    /// opens it as the server does and hashes the session key inside.
+    pub fn session_key_hash(&self) -> String {
+        use actix_web::cookie::{Cookie, CookieJar};
+        let name = self.session_cookie_name();
+        let value = self.session_cookie().expect("signed in");
+        let mut jar = CookieJar::new();
+        jar.add_original(
+            Cookie::parse_encoded(format!("{name}={value}"))
+                .expect("cookie")
+                .into_owned(),
+        );
+        let key = jar
+            .private(self.state.keys.session_cookie_key())
+            .get(&name)
+            .expect("a session cookie this app encrypted");
+        taskflow_bff::ids::sha256_hex(key.value())
+    }
+
     /// The stored session of the cookie in the jar.
     pub async fn session_record(&self) -> taskflow_bff::session::SessionRecord {
-        let key = self.session_cookie().expect("signed in");
         self.state
             .store
-            .load(&taskflow_bff::ids::sha256_hex(&key))
+            .load(&self.session_key_hash())
             .await
             .expect("store")
             .expect("session")
@@ -233,8 +251,7 @@ impl TestApp {
 
     /// Marks the session's forwarded token as expiring now, so the next use refreshes it.
     pub async fn expire_token(&self) {
-        let key = self.session_cookie().expect("signed in");
-        let hash = taskflow_bff::ids::sha256_hex(&key);
+        let hash = self.session_key_hash();
         let rec = self.session_record().await;
         let mut tokens = rec.tokens.clone();
         tokens.expires_at = taskflow_bff::clock::now();

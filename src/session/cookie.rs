@@ -1,0 +1,187 @@
+//! actix-session for what it is made for: the session cookie (encrypted, set at sign-in
+//! with a fresh key, removed at sign-out) and the session key's lifecycle.
+//!
+//! Its middleware writes the state map back after a request that changed it. That map
+//! therefore never holds tokens: it holds the session's own small state (a form token,
+//! preferences) and, while a request runs, the key hash that names the session record
+//! (`_key`, never stored). Tokens change only through the store's compare-and-set, so a
+//! request that changes the state cannot put back a refresh token that another request
+//! has rotated meanwhile. No store write happens per request
+//! (`TtlExtensionPolicy::OnStateChanges`); idle expiry is the extractor's touch.
+
+use std::{cell::RefCell, collections::HashMap, sync::Arc};
+
+use actix_session::{
+    config::{CookieContentSecurity, PersistentSession, TtlExtensionPolicy},
+    storage::{LoadError, SaveError, SessionKey, SessionStore as CookieBackedStore, UpdateError},
+    SessionMiddleware,
+};
+use actix_web::{
+    body::MessageBody,
+    cookie::{time::Duration as CookieDuration, SameSite},
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+};
+
+use super::{SessionRecord, SessionStore};
+use crate::ids::{random_token, sha256_hex};
+
+/// State entry naming the session record of this request (its key hash); not stored.
+pub const KEY_ENTRY: &str = "_key";
+/// State entry naming a session staged at sign-in, to be stored under a fresh key.
+pub const STAGED_ENTRY: &str = "_staged";
+
+tokio::task_local! {
+    /// The record `load` found in this request, so the extractor does not read it again.
+    static LOADED: RefCell<Option<(String, Option<Arc<SessionRecord>>)>>;
+}
+
+/// Whether a session key has our shape (43 base64url characters).
+pub fn well_formed_key(v: &str) -> bool {
+    v.len() == 43
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Gives each request a place for the record the session layer loads (wraps it).
+pub async fn remember_loads(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    LOADED.scope(RefCell::new(None), next.call(req)).await
+}
+
+/// The record the session layer loaded for `key_hash` in this request, if it did.
+pub fn loaded(key_hash: &str) -> Option<Option<Arc<SessionRecord>>> {
+    LOADED
+        .try_with(|slot| {
+            slot.borrow()
+                .as_ref()
+                .filter(|(h, _)| h == key_hash)
+                .map(|(_, r)| r.clone())
+        })
+        .ok()
+        .flatten()
+}
+
+/// The session middleware: our cookie name, `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure`
+/// (and the `__Host-` name) on https, encrypted with a key derived from `SESSION_SECRET`,
+/// lasting the session's absolute lifetime.
+pub fn middleware(
+    store: SessionStore,
+    name: &str,
+    secure: bool,
+    key: actix_web::cookie::Key,
+    absolute_secs: i64,
+) -> SessionMiddleware<CookieSessions> {
+    SessionMiddleware::builder(CookieSessions(store), key)
+        .cookie_name(name.to_owned())
+        .cookie_secure(secure)
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_path("/".to_owned())
+        .cookie_content_security(CookieContentSecurity::Private)
+        .session_lifecycle(
+            PersistentSession::default()
+                .session_ttl(CookieDuration::seconds(absolute_secs))
+                .session_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges),
+        )
+        .build()
+}
+
+/// actix-session's storage over our session store.
+#[derive(Clone)]
+pub struct CookieSessions(SessionStore);
+
+/// The state worth storing: everything but the per-request entries.
+fn persistent(mut state: HashMap<String, String>) -> HashMap<String, String> {
+    state.retain(|k, _| !k.starts_with('_'));
+    state
+}
+
+fn json(v: &str) -> String {
+    serde_json::Value::from(v).to_string()
+}
+
+impl CookieBackedStore for CookieSessions {
+    async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
+        if !well_formed_key(key.as_ref()) {
+            return Ok(None);
+        }
+        let hash = sha256_hex(key.as_ref());
+        match self.0.load_cached(&hash).await {
+            Ok(record) => {
+                let state = record.as_ref().map(|r| {
+                    let mut state = r.state.clone();
+                    state.insert(KEY_ENTRY.into(), json(&hash));
+                    state
+                });
+                let _ = LOADED.try_with(|slot| *slot.borrow_mut() = Some((hash, record)));
+                Ok(state)
+            }
+            // The extractor asks again and answers the outage as the page or API expects.
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "session store unavailable");
+                Ok(Some(HashMap::from([(KEY_ENTRY.into(), json(&hash))])))
+            }
+        }
+    }
+
+    async fn save(
+        &self,
+        state: HashMap<String, String>,
+        _: &CookieDuration,
+    ) -> Result<SessionKey, SaveError> {
+        // Only a sign-in creates a session: anonymous visitors create no rows.
+        let staged = state
+            .get(STAGED_ENTRY)
+            .and_then(|v| serde_json::from_str::<String>(v).ok())
+            .and_then(|id| self.0.take_staged(&id))
+            .ok_or_else(|| SaveError::Other(anyhow::anyhow!("no signed-in session to store")))?;
+        let key = random_token();
+        let mut record = staged;
+        record.meta.state = persistent(state);
+        self.0
+            .create(&sha256_hex(&key), &record)
+            .await
+            .map_err(SaveError::Other)?;
+        SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()))
+    }
+
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: HashMap<String, String>,
+        _: &CookieDuration,
+    ) -> Result<SessionKey, UpdateError> {
+        self.0
+            .update_state(&sha256_hex(key.as_ref()), &persistent(state))
+            .await
+            .map_err(UpdateError::Other)?;
+        Ok(key)
+    }
+
+    async fn update_ttl(&self, _: &SessionKey, _: &CookieDuration) -> Result<(), anyhow::Error> {
+        // Not asked under `OnStateChanges`; idle expiry is the extractor's periodic touch.
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
+        self.0.delete(&sha256_hex(key.as_ref())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_request_entries_are_never_stored() {
+        let state = HashMap::from([
+            (KEY_ENTRY.to_owned(), json("hash")),
+            (STAGED_ENTRY.to_owned(), json("id")),
+            ("csrf".to_owned(), json("t")),
+        ]);
+        assert_eq!(persistent(state), HashMap::from([("csrf".to_owned(), json("t"))]));
+    }
+}
