@@ -175,6 +175,9 @@ pub enum PageError {
     /// Nothing here.
     #[error("page not found")]
     NotFound,
+    /// Refused by a policy (a form without its token, from another site).
+    #[error("{0}")]
+    Forbidden(String),
     /// Sign-in did not complete; the page offers to try again.
     #[error("{title}: {message}")]
     SignInFailed {
@@ -210,6 +213,7 @@ impl From<ApiError> for PageError {
             ApiError::RateLimited(secs) => Self::RateLimited(secs),
             ApiError::RequestTimeout => Self::RequestTimeout,
             ApiError::NotFound(_) => Self::NotFound,
+            ApiError::Forbidden(_, m) => Self::Forbidden(m),
             other => Self::BadRequest(other.to_string()),
         }
     }
@@ -236,6 +240,7 @@ impl ResponseError for PageError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::SignInFailed { .. } => StatusCode::BAD_REQUEST,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -254,6 +259,7 @@ impl ResponseError for PageError {
         let title = match self {
             Self::BadRequest(_) => "Something is wrong with this request",
             Self::NotFound => "Page not found",
+            Self::Forbidden(_) => "This request was refused",
             Self::SignInFailed { title, .. } => title,
             Self::RateLimited(_) => "Too many attempts",
             Self::RequestTimeout => "The request took too long",
@@ -264,6 +270,7 @@ impl ResponseError for PageError {
         let message = match self {
             Self::BadRequest(m) => m.clone(),
             Self::NotFound => "There is nothing at this address.".into(),
+            Self::Forbidden(m) => m.clone(),
             Self::SignInFailed { message, .. } => (*message).into(),
             Self::RateLimited(secs) => {
                 format!(

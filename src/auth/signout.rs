@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{extractor::MaybeSession, provider::Provider};
 use crate::{
-    error::ApiError,
+    error::{ApiError, PageError},
     session::{store::AuditEvent, Tokens},
     state::AppState,
 };
@@ -30,6 +30,10 @@ pub async fn retire_tokens(state: &AppState, client: Option<&awc::Client>, token
         }
     }
 }
+
+/// `state` of RP-initiated logout: the provider hands it back with the user, and the
+/// landing page then says "You are signed out".
+pub const SIGNED_OUT_STATE: &str = "signed_out";
 
 /// Where the browser goes after `POST /api/auth/logout`.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -56,7 +60,8 @@ pub fn end_session_step(
         None => {
             url.query_pairs_mut()
                 .append_pair("client_id", client_id)
-                .append_pair("post_logout_redirect_uri", post_logout);
+                .append_pair("post_logout_redirect_uri", post_logout)
+                .append_pair("state", SIGNED_OUT_STATE);
             SignedOut {
                 redirect_to: url.into(),
                 method: None,
@@ -70,26 +75,28 @@ pub fn end_session_step(
                 ("id_token_hint", token.to_owned()),
                 ("client_id", client_id.to_owned()),
                 ("post_logout_redirect_uri", post_logout.to_owned()),
+                ("state", SIGNED_OUT_STATE.to_owned()),
             ]),
         },
     })
 }
 
-/// Ends the session here and, when the provider supports it, at the provider.
-#[tracing::instrument(name = "logout", skip_all)]
-pub async fn logout(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    client: web::Data<awc::Client>,
-    session: MaybeSession,
-    cookie: Session,
-) -> Result<HttpResponse, ApiError> {
+/// Ends the browser's session here (row, cookie, tokens, a legacy cookie it still
+/// carries) and says where to go next: the provider's end_session, or `/`.
+async fn sign_out(
+    req: &HttpRequest,
+    state: &AppState,
+    client: &awc::Client,
+    session: Option<super::extractor::CurrentSession>,
+    cookie: &Session,
+    res: &mut actix_web::HttpResponseBuilder,
+) -> Result<SignedOut, ApiError> {
     let mut out = SignedOut {
         redirect_to: "/".into(),
         method: None,
         fields: None,
     };
-    if let Some(s) = session.0 {
+    if let Some(s) = session {
         state
             .store
             .delete(&s.key_hash)
@@ -101,15 +108,15 @@ pub async fn logout(
                 event: "sign_out",
                 sub: Some(&s.record.sub),
                 session_id: Some(&s.record.id),
-                ip: state.client_ip(&req).as_deref(),
+                ip: state.client_ip(req).as_deref(),
                 detail: None,
             })
             .await;
         tracing::info!(session = %s.record.id, "signed out");
         // The session layer removes the cookie (and would delete the row, already gone).
         cookie.purge();
-        retire_tokens(&state, Some(&client), &s.record.tokens).await;
-        if let Ok(md) = state.provider.metadata(&client).await {
+        retire_tokens(state, Some(client), &s.record.tokens).await;
+        if let Ok(md) = state.provider.metadata(client).await {
             let hint = state
                 .settings
                 .logout_id_token_hint
@@ -127,7 +134,6 @@ pub async fn logout(
             }
         }
     }
-    let mut res = HttpResponse::Ok();
     res.insert_header((header::CACHE_CONTROL, "no-store"));
     // The Next.js route's cookie, if this browser still has one, ends with the session.
     if let Some(name) = state.settings.legacy_cookie.as_deref() {
@@ -142,7 +148,77 @@ pub async fn logout(
             res.cookie(super::transaction::removal_cookie(name, state.secure_cookies));
         }
     }
+    Ok(out)
+}
+
+/// `POST /api/auth/logout`: ends the session and answers where to go next as JSON.
+#[tracing::instrument(name = "logout", skip_all)]
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    session: MaybeSession,
+    cookie: Session,
+) -> Result<HttpResponse, ApiError> {
+    let mut res = HttpResponse::Ok();
+    let out = sign_out(&req, &state, &client, session.0, &cookie, &mut res).await?;
     Ok(res.json(out))
+}
+
+/// The sign-out form's fields.
+#[derive(serde::Deserialize)]
+pub struct SignOutForm {
+    form_token: String,
+}
+
+/// The page that posts the id_token hint to the provider (auto-submitted by app.js).
+#[derive(askama::Template)]
+#[template(path = "signout.html")]
+struct PostToProvider<'a> {
+    demo: bool,
+    action: &'a str,
+    fields: &'a [(&'static str, String)],
+}
+
+/// `POST /signout`: the Sign out form of every page; works without JavaScript. Answers a
+/// redirect to the provider's end_session (or `/`), or, when the id_token hint is sent, a
+/// page whose form posts it there.
+#[tracing::instrument(name = "signout_form", skip_all)]
+pub async fn signout_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+    session: MaybeSession,
+    cookie: Session,
+    form: web::Form<SignOutForm>,
+) -> Result<HttpResponse, PageError> {
+    if session.0.is_some() {
+        crate::dashboard::forms::check(&req, state.origin(), &cookie, &form.form_token)?;
+    }
+    let mut res = HttpResponse::SeeOther();
+    let out = sign_out(&req, &state, &client, session.0, &cookie, &mut res)
+        .await
+        .map_err(PageError::from)?;
+    match &out.fields {
+        Some(fields) => {
+            let page = PostToProvider {
+                demo: state.demo_banner(),
+                action: &out.redirect_to,
+                fields,
+            };
+            let body = askama::Template::render(&page).map_err(|e| PageError::Unexpected(e.into()))?;
+            res.status(actix_web::http::StatusCode::OK);
+            Ok(res.content_type("text/html; charset=utf-8").body(body))
+        }
+        None => {
+            let to = if out.redirect_to == "/" {
+                "/?signed_out=1"
+            } else {
+                out.redirect_to.as_str()
+            };
+            Ok(res.insert_header((header::LOCATION, to)).finish())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,7 +230,7 @@ mod tests {
         let step = end_session_step("https://id.example/end", "c1", "https://app/", None).expect("url");
         assert_eq!(
             step.redirect_to,
-            "https://id.example/end?client_id=c1&post_logout_redirect_uri=https%3A%2F%2Fapp%2F"
+            "https://id.example/end?client_id=c1&post_logout_redirect_uri=https%3A%2F%2Fapp%2F&state=signed_out"
         );
         assert!(step.fields.is_none());
     }

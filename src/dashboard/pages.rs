@@ -3,17 +3,22 @@
 use actix_web::{http::header, HttpRequest, HttpResponse};
 use askama::Template;
 
+use actix_session::Session;
+
+use super::forms::form_token;
 use crate::{auth::extractor::MaybeSession, error::PageError};
 
 #[derive(Template)]
 #[template(path = "landing.html")]
 struct Landing {
     demo: bool,
+    signed_out: bool,
 }
 
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct Dashboard<'a> {
+    form_token: String,
     demo: bool,
     name: &'a str,
     email: Option<&'a str>,
@@ -23,6 +28,7 @@ struct Dashboard<'a> {
 #[derive(Template)]
 #[template(path = "chat.html")]
 struct Chat<'a> {
+    form_token: String,
     demo: bool,
     name: &'a str,
     domain_key: &'a str,
@@ -32,6 +38,7 @@ struct Chat<'a> {
 #[derive(Template)]
 #[template(path = "sessions.html")]
 struct Sessions<'a> {
+    form_token: String,
     demo: bool,
     name: &'a str,
     sessions: Vec<crate::auth::sessions::SessionView>,
@@ -62,6 +69,7 @@ pub fn to_login(req: &HttpRequest) -> HttpResponse {
 
 /// `GET /`: the landing page, or the dashboard for signed-in users.
 pub async fn landing(
+    req: HttpRequest,
     session: MaybeSession,
     state: actix_web::web::Data<crate::state::AppState>,
 ) -> Result<HttpResponse, PageError> {
@@ -72,6 +80,10 @@ pub async fn landing(
     }
     render(&Landing {
         demo: state.demo_banner(),
+        signed_out: req
+            .query_string()
+            .split('&')
+            .any(|p| p == "signed_out=1" || p == "state=signed_out"),
     })
 }
 
@@ -80,13 +92,16 @@ pub async fn dashboard(
     req: HttpRequest,
     session: MaybeSession,
     state: actix_web::web::Data<crate::state::AppState>,
+    cookie: Session,
 ) -> Result<HttpResponse, PageError> {
     let Some(s) = session.0 else {
         return Ok(to_login(&req));
     };
+    let form_token = form_token(&cookie)?;
     let r = &s.record;
     render(&Dashboard {
         demo: state.demo_banner(),
+        form_token,
         name: r.display_name(),
         email: r.email.as_deref(),
         expires_at: r.expires_at.min(r.idle_expires_at),
@@ -98,13 +113,16 @@ pub async fn chat(
     req: HttpRequest,
     session: MaybeSession,
     state: actix_web::web::Data<crate::state::AppState>,
+    cookie: Session,
 ) -> Result<HttpResponse, PageError> {
     let Some(s) = session.0 else {
         return Ok(to_login(&req));
     };
+    let form_token = form_token(&cookie)?;
     let r = &s.record;
     render(&Chat {
         demo: state.demo_banner(),
+        form_token,
         name: r.display_name(),
         domain_key: &state.settings.chatkit_domain_key,
         script_url: &state.settings.chatkit_script_url,
@@ -116,10 +134,12 @@ pub async fn sessions(
     req: HttpRequest,
     session: MaybeSession,
     state: actix_web::web::Data<crate::state::AppState>,
+    cookie: Session,
 ) -> Result<HttpResponse, PageError> {
     let Some(s) = session.0 else {
         return Ok(to_login(&req));
     };
+    let form_token = form_token(&cookie)?;
     let list = crate::auth::sessions::list_for(&state, &s)
         .await
         .map_err(|e| match e {
@@ -129,6 +149,7 @@ pub async fn sessions(
     let r = &s.record;
     render(&Sessions {
         demo: state.demo_banner(),
+        form_token,
         name: r.display_name(),
         sessions: list,
     })

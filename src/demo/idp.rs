@@ -422,6 +422,7 @@ struct EndSession {
     post_logout_redirect_uri: Option<String>,
     id_token_hint: Option<String>,
     client_id: Option<String>,
+    state: Option<String>,
 }
 
 /// Tells the relying party, server to server, that this provider session ended.
@@ -483,9 +484,17 @@ async fn end_session(idp: web::Data<DemoIdp>, q: web::Query<EndSession>) -> Http
         send_backchannel_logout(&idp, hint).await;
     }
     match q.post_logout_redirect_uri.as_deref() {
-        Some(u) if u == idp.post_logout_redirect_uri => HttpResponse::Found()
-            .insert_header((header::LOCATION, u))
-            .finish(),
+        Some(u) if u == idp.post_logout_redirect_uri => {
+            // RP-Initiated Logout: `state` goes back to the relying party unchanged.
+            let mut back = url::Url::parse(u).map_err(|_| ()).ok();
+            if let (Some(b), Some(st)) = (back.as_mut(), q.state.as_deref()) {
+                b.query_pairs_mut().append_pair("state", st);
+            }
+            let to = back.map(String::from).unwrap_or_else(|| u.to_owned());
+            HttpResponse::Found()
+                .insert_header((header::LOCATION, to))
+                .finish()
+        }
         None => HttpResponse::Found()
             .insert_header((header::LOCATION, idp.post_logout_redirect_uri.as_str()))
             .finish(),

@@ -247,7 +247,7 @@ async fn with_the_hint_enabled_it_travels_in_a_post_form_the_provider_accepts() 
         .any(|(k, v)| k == "id_token_hint" && v.starts_with("eyJ")));
     let back = app.post_form(&action, &fields).await;
     assert_eq!(back.status, 302, "{}", back.text());
-    assert_eq!(back.location(), format!("{}/", app.origin));
+    assert_eq!(back.location(), format!("{}/?state=signed_out", app.origin));
 }
 
 #[actix_web::test]

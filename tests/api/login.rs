@@ -70,7 +70,13 @@ async fn full_login_flow_sets_a_safe_cookie_and_logout_deletes_the_session() {
 
     // The provider's end_session sends the browser back to us.
     let back = app.get(&redirect).await;
-    assert_is_redirect_to(&back, &format!("{}/", app.origin));
+    assert_is_redirect_to(&back, &format!("{}/?state=signed_out", app.origin));
+    let landing = app.get(&back.location()).await;
+    assert!(
+        landing.text().contains("You are signed out"),
+        "{}",
+        landing.text()
+    );
 }
 
 #[actix_web::test]

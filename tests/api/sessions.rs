@@ -120,3 +120,85 @@ async fn the_session_cache_never_outlives_a_local_sign_out_or_revocation() {
     use_cookie(&app, &phone);
     assert_eq!(app.get("/api/auth/me").await.status, 401);
 }
+
+/// The form token a signed-in page carries in its Sign out form.
+async fn form_token_of(app: &TestApp, page: &str) -> String {
+    let html = app.get(page).await.text();
+    let at = html
+        .find("name=\"form_token\" value=\"")
+        .expect("a form token on the page");
+    let rest = &html[at + "name=\"form_token\" value=\"".len()..];
+    rest[..rest.find('"').expect("closing quote")].to_owned()
+}
+
+fn form_post(app: &TestApp, origin: &str, token: &str) -> (awc::ClientRequest, Vec<u8>) {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("form_token", token)
+        .finish();
+    let req = app
+        .client
+        .post(format!("{}/signout", app.origin))
+        .insert_header(("Origin", origin))
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"));
+    (req, body.into_bytes())
+}
+
+#[actix_web::test]
+async fn the_sign_out_form_works_without_javascript_and_only_with_its_token() {
+    let app = spawn_app().await;
+    app.login_as(0, "/dashboard").await;
+    let token = form_token_of(&app, "/dashboard").await;
+    assert_eq!(token.len(), 43);
+    // Same token on every page of the session.
+    assert_eq!(form_token_of(&app, "/sessions").await, token);
+
+    for (origin, t) in [
+        (app.origin.clone(), "wrong-token".to_owned()),
+        ("https://evil.example".to_owned(), token.clone()),
+    ] {
+        let (req, body) = form_post(&app, &origin, &t);
+        let r = app.send(req, Some(body)).await;
+        assert_eq!(r.status, 403, "{origin} {t}: {}", r.text());
+        assert!(r.text().contains("This request was refused"));
+        assert_eq!(app.get("/api/auth/me").await.status, 200, "still signed in");
+    }
+
+    let (req, body) = form_post(&app, &app.origin.clone(), &token);
+    let r = app.send(req, Some(body)).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(
+        r.location().contains("/demo/idp/end_session?"),
+        "{}",
+        r.location()
+    );
+    assert!(!r.location().contains("id_token_hint"));
+    assert_eq!(app.get("/api/auth/me").await.status, 401);
+}
+
+#[actix_web::test]
+async fn a_state_change_and_a_concurrent_token_rotation_both_survive() {
+    let app = spawn_app().await;
+    app.login_as(0, "/dashboard").await;
+    app.expire_token().await;
+    let before = app.session_record().await;
+    assert!(before.state.is_empty());
+    // The first page view stores the form token (a state write) while the API call
+    // refreshes, rotating the refresh token (a token write).
+    let (page, api) = futures_util::join!(
+        app.get("/dashboard"),
+        app.post_api("/api/chatkit", r#"{"type":"threads.list","params":{}}"#)
+    );
+    assert_eq!(page.status, 200);
+    assert_eq!(api.status, 200, "{}", api.text());
+    let after = app.session_record().await;
+    assert!(after.state.contains_key("form_token"), "the state change is kept");
+    assert_eq!(after.version, before.version + 1, "the refresh is kept");
+    assert_ne!(after.tokens.refresh_token, before.tokens.refresh_token);
+    // The rotated refresh token is the one the provider knows: the next refresh works.
+    app.expire_token().await;
+    let again = app
+        .post_api("/api/chatkit", r#"{"type":"threads.list","params":{}}"#)
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert!(app.session_record().await.state.contains_key("form_token"));
+}
