@@ -81,79 +81,40 @@ pub struct RemoteRoute {
     pub anonymous: bool,
 }
 
-/// Every setting of the service.
+/// Every setting of the service, by section.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// How the server listens, whom it believes, and what one client may make it do.
+    pub server: ServerSettings,
+    /// The provider; `None` means demo mode (built-in provider).
+    pub oidc: Option<OidcSettings>,
+    /// Where sessions live and how long they last.
+    pub session: SessionSettings,
+    /// Which token goes upstream, when it is refreshed, how tokens are validated and retired.
+    pub tokens: TokenSettings,
+    /// Where proxied routes go, and the proxy's timeouts and limits.
+    pub upstream: UpstreamSettings,
+    /// The ChatKit web component on the chat page.
+    pub chat: ChatSettings,
+    /// The built-in provider and backend of demo mode.
+    pub demo: DemoSettings,
+}
+
+/// How the server listens, whom it believes, and what one client may make it do.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
     /// Address the HTTP server binds.
     pub bind_addr: SocketAddr,
     /// Public origin of the BFF as browsers see it; `None` derives it from the bound address.
     pub public_url: Option<Url>,
-    /// The provider; `None` means demo mode (built-in provider).
-    pub oidc: Option<OidcSettings>,
-    /// Master secret for the session cookie, the login cookie and tokens at rest.
-    pub session_secret: Option<SecretString>,
-    /// sqlx connection URL of the session database (`sqlite:` or `postgres:`).
-    pub database_url: String,
-    /// Redis URL when sessions live in Redis (`SESSION_STORE=redis`).
-    pub redis_url: Option<String>,
-    /// Prefix of every Redis key.
-    pub redis_prefix: String,
-    /// How long a loaded session may be reused from memory (0 = every request asks the store).
-    pub session_cache: Duration,
-    /// A session unused this long ends.
-    pub session_idle: Duration,
-    /// A session ends this long after sign-in, used or not.
-    pub session_absolute: Duration,
-    /// Token sent upstream as the Bearer token.
-    pub forward_token: ForwardToken,
-    /// Tokens expiring within this window are refreshed before use.
-    pub refresh_skew: Duration,
-    /// Minimum time between JWKS refetches caused by an unknown `kid`.
-    pub jwks_min_refetch: Duration,
-    /// Leeway for `exp`/`iat` checks.
-    pub clock_leeway: Duration,
     /// Log format.
     pub log_format: LogFormat,
-    /// Lifetime of tokens issued by the demo provider.
-    pub demo_token_ttl: Duration,
-    /// Pause between two streamed words of the demo backend.
-    pub demo_word_delay: Duration,
-    /// Base URL of the backend the remote-API routes forward to.
-    pub backend_url: Option<Url>,
-    /// ChatKit endpoint; defaults to `{BACKEND_URL}/chatkit`.
-    pub chatkit_url: Option<Url>,
-    /// Time allowed to connect to an upstream.
-    pub upstream_connect_timeout: Duration,
-    /// Time allowed for an upstream's response headers.
-    pub upstream_header_timeout: Duration,
-    /// Longest silence allowed between two chunks of an upstream body.
-    pub upstream_idle_timeout: Duration,
-    /// How long an idle outbound connection may be reused; below the servers' own idle limit.
-    pub upstream_keepalive: Duration,
-    /// Interval of `: keep-alive` comments on quiet SSE streams; `None` disables them.
-    pub sse_heartbeat: Option<Duration>,
-    /// How often an open event stream checks that its session still exists (`None`: never).
-    pub stream_revalidate: Option<Duration>,
-    /// Largest JSON request body accepted by the proxy.
-    pub max_json_body: usize,
-    /// Largest upload (multipart) request body accepted by the proxy.
-    pub max_upload_body: usize,
-    /// `domainKey` handed to the ChatKit web component.
-    pub chatkit_domain_key: String,
-    /// Script URL of the ChatKit web component.
-    pub chatkit_script_url: String,
-    /// The remote-API route table (`REMOTE_ROUTES`, JSON).
-    pub remote_routes: Vec<RemoteRoute>,
     /// Load balancers in front of us (`TRUSTED_PROXIES`): only their `X-Forwarded-For` counts.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Name of the Next.js route's id_token cookie to accept during a migration (`LEGACY_COOKIE`).
-    pub legacy_cookie: Option<String>,
     /// How long a stopping server lets open requests and streams finish.
     pub shutdown_grace: Duration,
     /// HTTP worker threads; `None` uses one per core.
     pub workers: Option<usize>,
-    /// Send the id_token as `id_token_hint` at sign-out (in a POST form), see `auth::signout`.
-    pub logout_id_token_hint: bool,
     /// Sign-in requests (login and callback) allowed per client address and minute.
     pub auth_rate_per_min: u32,
     /// Code exchanges at the provider's token endpoint allowed per minute, all clients together.
@@ -162,8 +123,89 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// Largest form or JSON body the BFF reads itself.
     pub max_form_body: usize,
+}
+
+/// Where sessions live and how long they last.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Master secret for the session cookie, the login cookie and tokens at rest.
+    pub secret: Option<SecretString>,
+    /// sqlx connection URL of the session database (`sqlite:` or `postgres:`).
+    pub database_url: String,
+    /// Redis URL when sessions live in Redis (`SESSION_STORE=redis`).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    pub redis_prefix: String,
+    /// How long a loaded session may be reused from memory (0 = every request asks the store).
+    pub cache: Duration,
+    /// A session unused this long ends.
+    pub idle: Duration,
+    /// A session ends this long after sign-in, used or not.
+    pub absolute: Duration,
     /// How often expired sessions and spent one-time values are swept from SQL.
     pub sweep_interval: Duration,
+}
+
+/// Which token goes upstream, when it is refreshed, how tokens are validated and retired.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// Token sent upstream as the Bearer token.
+    pub forward_token: ForwardToken,
+    /// Tokens expiring within this window are refreshed before use.
+    pub refresh_skew: Duration,
+    /// Minimum time between JWKS refetches caused by an unknown `kid`.
+    pub jwks_min_refetch: Duration,
+    /// Leeway for `exp`/`iat` checks.
+    pub clock_leeway: Duration,
+    /// Name of the Next.js route's id_token cookie to accept during a migration (`LEGACY_COOKIE`).
+    pub legacy_cookie: Option<String>,
+    /// Send the id_token as `id_token_hint` at sign-out (in a POST form), see `auth::signout`.
+    pub logout_id_token_hint: bool,
+}
+
+/// Where proxied routes go, and the proxy's timeouts and limits.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Base URL of the backend the remote-API routes forward to.
+    pub backend_url: Option<Url>,
+    /// ChatKit endpoint; defaults to `{BACKEND_URL}/chatkit`.
+    pub chatkit_url: Option<Url>,
+    /// Time allowed to connect to an upstream.
+    pub connect_timeout: Duration,
+    /// Time allowed for an upstream's response headers.
+    pub header_timeout: Duration,
+    /// Longest silence allowed between two chunks of an upstream body.
+    pub idle_timeout: Duration,
+    /// How long an idle outbound connection may be reused; below the servers' own idle limit.
+    pub keepalive: Duration,
+    /// Interval of `: keep-alive` comments on quiet SSE streams; `None` disables them.
+    pub sse_heartbeat: Option<Duration>,
+    /// How often an open event stream checks that its session still exists (`None`: never).
+    pub stream_revalidate: Option<Duration>,
+    /// Largest JSON request body accepted by the proxy.
+    pub max_json_body: usize,
+    /// Largest upload (multipart) request body accepted by the proxy.
+    pub max_upload_body: usize,
+    /// The remote-API route table (`REMOTE_ROUTES`, JSON).
+    pub remote_routes: Vec<RemoteRoute>,
+}
+
+/// The ChatKit web component on the chat page.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// `domainKey` handed to the ChatKit web component.
+    pub domain_key: String,
+    /// Script URL of the ChatKit web component.
+    pub script_url: String,
+}
+
+/// The built-in provider and backend of demo mode.
+#[derive(Debug, Clone)]
+pub struct DemoSettings {
+    /// Lifetime of tokens issued by the demo provider.
+    pub token_ttl: Duration,
+    /// Pause between two streamed words of the demo backend.
+    pub word_delay: Duration,
 }
 
 impl Settings {
@@ -309,114 +351,126 @@ impl Settings {
         let heartbeat = secs(&get, "SSE_HEARTBEAT_SECS", 0)?;
 
         Ok(Self {
-            bind_addr,
-            public_url,
-            oidc,
-            session_secret,
-            database_url,
-            redis_url,
-            redis_prefix: get("REDIS_PREFIX").unwrap_or("taskflow-bff:").to_owned(),
-            session_cache: millis(&get, "SESSION_CACHE_MS", 2000)?,
-            session_idle,
-            session_absolute,
-            forward_token,
-            refresh_skew: secs(&get, "REFRESH_SKEW_SECS", 60)?,
-            jwks_min_refetch: secs(&get, "JWKS_MIN_REFETCH_SECS", 10)?,
-            clock_leeway: secs(&get, "CLOCK_LEEWAY_SECS", 60)?,
-            log_format,
-            demo_token_ttl: secs(&get, "DEMO_TOKEN_TTL_SECS", 300)?,
-            demo_word_delay: millis(&get, "DEMO_WORD_DELAY_MS", 120)?,
-            backend_url,
-            chatkit_url,
-            upstream_connect_timeout: secs(&get, "UPSTREAM_CONNECT_TIMEOUT_SECS", 5)?,
-            upstream_header_timeout: secs(&get, "UPSTREAM_HEADER_TIMEOUT_SECS", 30)?,
-            upstream_idle_timeout: secs(&get, "UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
-            // Under the 5 s that uvicorn, Node and actix servers keep idle connections: a
-            // connection the server is closing at that moment would fail the request.
-            upstream_keepalive: secs(&get, "UPSTREAM_KEEPALIVE_SECS", 4)?,
-            sse_heartbeat: (!heartbeat.is_zero()).then_some(heartbeat),
-            stream_revalidate: {
-                let d = secs(&get, "STREAM_REVALIDATE_SECS", 15)?;
-                (!d.is_zero()).then_some(d)
-            },
-            max_json_body: bytes(&get, "MAX_JSON_BODY_BYTES", 1 << 20)?,
-            max_upload_body: bytes(&get, "MAX_UPLOAD_BODY_BYTES", 100 << 20)?,
-            chatkit_domain_key: get("CHATKIT_DOMAIN_KEY")
-                .unwrap_or("domain_pk_localhost")
-                .to_owned(),
-            chatkit_script_url: get("CHATKIT_SCRIPT_URL")
-                .unwrap_or("https://cdn.platform.openai.com/deployments/chatkit/chatkit.js")
-                .to_owned(),
-            trusted_proxies: match get("TRUSTED_PROXIES") {
-                None => Vec::new(),
-                Some(v) => v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| {
-                        p.parse::<ipnet::IpNet>()
-                            .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| {
-                        ConfigError::new("TRUSTED_PROXIES", "comma-separated addresses or CIDR ranges")
-                    })?,
-            },
-            remote_routes: match get("REMOTE_ROUTES") {
-                None => Vec::new(),
-                Some(v) => {
-                    let routes: Vec<RemoteRoute> = serde_json::from_str(v).map_err(|_| {
-                        ConfigError::new(
-                            "REMOTE_ROUTES",
-                            r#"a JSON list like [{"name":"tasks","url":"http://backend/api/tasks"}]"#,
-                        )
-                    })?;
-                    for r in &routes {
-                        let name_ok = valid_route_name(&r.name);
-                        if !name_ok || !matches!(r.url.scheme(), "http" | "https") {
-                            return Err(ConfigError::new(
-                                "REMOTE_ROUTES",
-                                "route names of a-z, 0-9, - and _, and http(s) URLs",
-                            ));
-                        }
+            server: ServerSettings {
+                bind_addr,
+                public_url,
+                log_format,
+                trusted_proxies: match get("TRUSTED_PROXIES") {
+                    None => Vec::new(),
+                    Some(v) => v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| {
+                            p.parse::<ipnet::IpNet>()
+                                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        })
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| {
+                            ConfigError::new("TRUSTED_PROXIES", "comma-separated addresses or CIDR ranges")
+                        })?,
+                },
+                shutdown_grace: secs(&get, "SHUTDOWN_GRACE_SECS", 30)?,
+                auth_rate_per_min: positive(&get, "AUTH_RATE_PER_MIN", 30)?,
+                token_rate_per_min: positive(&get, "TOKEN_ENDPOINT_RATE_PER_MIN", 120)?,
+                body_timeout: {
+                    let d = secs(&get, "BODY_TIMEOUT_SECS", 10)?;
+                    if d.is_zero() {
+                        return Err(ConfigError::new(
+                            "BODY_TIMEOUT_SECS",
+                            "a positive number of seconds",
+                        ));
                     }
-                    routes
-                }
+                    d
+                },
+                max_form_body: bytes(&get, "MAX_FORM_BODY_BYTES", 64 << 10)?,
+                workers: match get("WORKERS") {
+                    None => None,
+                    Some(v) => Some(
+                        v.parse::<usize>()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| ConfigError::new("WORKERS", "a positive number of threads"))?,
+                    ),
+                },
             },
-            legacy_cookie: get("LEGACY_COOKIE").map(str::to_owned),
-            shutdown_grace: secs(&get, "SHUTDOWN_GRACE_SECS", 30)?,
-            logout_id_token_hint: flag(&get, "LOGOUT_ID_TOKEN_HINT", false)?,
-            auth_rate_per_min: positive(&get, "AUTH_RATE_PER_MIN", 30)?,
-            token_rate_per_min: positive(&get, "TOKEN_ENDPOINT_RATE_PER_MIN", 120)?,
-            body_timeout: {
-                let d = secs(&get, "BODY_TIMEOUT_SECS", 10)?;
-                if d.is_zero() {
-                    return Err(ConfigError::new(
-                        "BODY_TIMEOUT_SECS",
-                        "a positive number of seconds",
-                    ));
-                }
-                d
+            oidc,
+            session: SessionSettings {
+                secret: session_secret,
+                database_url,
+                redis_url,
+                redis_prefix: get("REDIS_PREFIX").unwrap_or("taskflow-bff:").to_owned(),
+                cache: millis(&get, "SESSION_CACHE_MS", 2000)?,
+                idle: session_idle,
+                absolute: session_absolute,
+                sweep_interval: {
+                    let d = secs(&get, "SWEEP_INTERVAL_SECS", 60)?;
+                    if d.is_zero() {
+                        return Err(ConfigError::new(
+                            "SWEEP_INTERVAL_SECS",
+                            "a positive number of seconds",
+                        ));
+                    }
+                    d
+                },
             },
-            max_form_body: bytes(&get, "MAX_FORM_BODY_BYTES", 64 << 10)?,
-            sweep_interval: {
-                let d = secs(&get, "SWEEP_INTERVAL_SECS", 60)?;
-                if d.is_zero() {
-                    return Err(ConfigError::new(
-                        "SWEEP_INTERVAL_SECS",
-                        "a positive number of seconds",
-                    ));
-                }
-                d
+            tokens: TokenSettings {
+                forward_token,
+                refresh_skew: secs(&get, "REFRESH_SKEW_SECS", 60)?,
+                jwks_min_refetch: secs(&get, "JWKS_MIN_REFETCH_SECS", 10)?,
+                clock_leeway: secs(&get, "CLOCK_LEEWAY_SECS", 60)?,
+                legacy_cookie: get("LEGACY_COOKIE").map(str::to_owned),
+                logout_id_token_hint: flag(&get, "LOGOUT_ID_TOKEN_HINT", false)?,
             },
-            workers: match get("WORKERS") {
-                None => None,
-                Some(v) => Some(
-                    v.parse::<usize>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| ConfigError::new("WORKERS", "a positive number of threads"))?,
-                ),
+            upstream: UpstreamSettings {
+                backend_url,
+                chatkit_url,
+                connect_timeout: secs(&get, "UPSTREAM_CONNECT_TIMEOUT_SECS", 5)?,
+                header_timeout: secs(&get, "UPSTREAM_HEADER_TIMEOUT_SECS", 30)?,
+                idle_timeout: secs(&get, "UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
+                // Under the 5 s that uvicorn, Node and actix servers keep idle connections: a
+                // connection the server is closing at that moment would fail the request.
+                keepalive: secs(&get, "UPSTREAM_KEEPALIVE_SECS", 4)?,
+                sse_heartbeat: (!heartbeat.is_zero()).then_some(heartbeat),
+                stream_revalidate: {
+                    let d = secs(&get, "STREAM_REVALIDATE_SECS", 15)?;
+                    (!d.is_zero()).then_some(d)
+                },
+                max_json_body: bytes(&get, "MAX_JSON_BODY_BYTES", 1 << 20)?,
+                max_upload_body: bytes(&get, "MAX_UPLOAD_BODY_BYTES", 100 << 20)?,
+                remote_routes: match get("REMOTE_ROUTES") {
+                    None => Vec::new(),
+                    Some(v) => {
+                        let routes: Vec<RemoteRoute> = serde_json::from_str(v).map_err(|_| {
+                            ConfigError::new(
+                                "REMOTE_ROUTES",
+                                r#"a JSON list like [{"name":"tasks","url":"http://backend/api/tasks"}]"#,
+                            )
+                        })?;
+                        for r in &routes {
+                            let name_ok = valid_route_name(&r.name);
+                            if !name_ok || !matches!(r.url.scheme(), "http" | "https") {
+                                return Err(ConfigError::new(
+                                    "REMOTE_ROUTES",
+                                    "route names of a-z, 0-9, - and _, and http(s) URLs",
+                                ));
+                            }
+                        }
+                        routes
+                    }
+                },
+            },
+            chat: ChatSettings {
+                domain_key: get("CHATKIT_DOMAIN_KEY")
+                    .unwrap_or("domain_pk_localhost")
+                    .to_owned(),
+                script_url: get("CHATKIT_SCRIPT_URL")
+                    .unwrap_or("https://cdn.platform.openai.com/deployments/chatkit/chatkit.js")
+                    .to_owned(),
+            },
+            demo: DemoSettings {
+                token_ttl: secs(&get, "DEMO_TOKEN_TTL_SECS", 300)?,
+                word_delay: millis(&get, "DEMO_WORD_DELAY_MS", 120)?,
             },
         })
     }
@@ -531,8 +585,8 @@ mod tests {
     fn empty_environment_is_demo_mode() {
         let s = parse(&[]).expect("defaults are valid");
         assert!(s.demo_mode());
-        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.forward_token, ForwardToken::IdToken);
+        assert_eq!(s.server.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.tokens.forward_token, ForwardToken::IdToken);
     }
 
     #[test]
@@ -613,8 +667,8 @@ mod tests {
             r#"[{"name":"tasks","url":"http://127.0.0.1:8000/api/tasks"},{"name":"status","url":"http://127.0.0.1:8000/s","anonymous":true}]"#,
         )])
         .expect("valid");
-        assert_eq!(s.remote_routes.len(), 2);
-        assert!(s.remote_routes[1].anonymous);
+        assert_eq!(s.upstream.remote_routes.len(), 2);
+        assert!(s.upstream.remote_routes[1].anonymous);
         for bad in [
             r#"{"name":"x"}"#,
             r#"[{"name":"../x","url":"http://a"}]"#,
@@ -666,14 +720,15 @@ mod tests {
     fn hardening_settings_have_safe_defaults_and_are_checked() {
         let s = parse(&[]).expect("defaults");
         assert!(
-            !s.logout_id_token_hint,
+            !s.tokens.logout_id_token_hint,
             "the token stays off the browser by default"
         );
-        assert_eq!(s.auth_rate_per_min, 30);
-        assert_eq!(s.body_timeout, Duration::from_secs(10));
+        assert_eq!(s.server.auth_rate_per_min, 30);
+        assert_eq!(s.server.body_timeout, Duration::from_secs(10));
         assert!(
             parse(&[("LOGOUT_ID_TOKEN_HINT", "true")])
                 .expect("valid")
+                .tokens
                 .logout_id_token_hint
         );
         for (var, bad) in [
@@ -690,8 +745,8 @@ mod tests {
     #[test]
     fn trusted_proxies_take_addresses_and_ranges() {
         let s = parse(&[("TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1,::1")]).expect("valid");
-        let shown: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        let shown: Vec<String> = s.server.trusted_proxies.iter().map(|n| n.to_string()).collect();
         assert_eq!(shown, ["10.0.0.0/8", "192.0.2.1/32", "::1/128"]);
-        assert!(parse(&[]).expect("defaults").trusted_proxies.is_empty());
+        assert!(parse(&[]).expect("defaults").server.trusted_proxies.is_empty());
     }
 }

@@ -13,7 +13,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     // Held to the end of main: dropping it flushes the last lines.
-    let _logs = telemetry::init(settings.log_format, telemetry::DEFAULT_FILTER);
+    let _logs = telemetry::init(settings.server.log_format, telemetry::DEFAULT_FILTER);
     // Each open stream holds two sockets; a default soft limit of 1024 would cap us at ~500.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(open_files = n, "open-file limit"),

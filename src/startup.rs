@@ -43,29 +43,29 @@ pub struct Application {
 impl Application {
     /// Validates the environment-dependent parts, binds, connects the store and wires routes.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        if settings.demo_mode() && !settings.bind_addr.ip().is_loopback() {
+        if settings.demo_mode() && !settings.server.bind_addr.ip().is_loopback() {
             bail!(
                 "demo mode refuses to listen on {} (not loopback): set OIDC_ISSUER to use a real provider, \
                  or BIND_ADDR=127.0.0.1:8080",
-                settings.bind_addr
+                settings.server.bind_addr
             );
         }
-        let listener = TcpListener::bind(settings.bind_addr)
-            .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+        let listener = TcpListener::bind(settings.server.bind_addr)
+            .with_context(|| format!("cannot listen on {}", settings.server.bind_addr))?;
         // std listens with a backlog of 128: a page opening hundreds of streams at once would
         // overflow it and wait out a one-second SYN retransmission. Listening again resizes it.
         socket2::SockRef::from(&listener)
             .listen(LISTEN_BACKLOG)
             .context("cannot set the listen backlog")?;
         let port = listener.local_addr()?.port();
-        let public_url = match &settings.public_url {
+        let public_url = match &settings.server.public_url {
             Some(u) => u.clone(),
-            None => Url::parse(&format!("http://{}:{port}", settings.bind_addr.ip()))?,
+            None => Url::parse(&format!("http://{}:{port}", settings.server.bind_addr.ip()))?,
         };
         let origin = public_url.origin().ascii_serialization();
         let secure_cookies = public_url.scheme() == "https";
 
-        let secret = match &settings.session_secret {
+        let secret = match &settings.session.secret {
             Some(s) => s.clone(),
             None => {
                 tracing::warn!("demo mode: no SESSION_SECRET set, generated one; sessions end at restart");
@@ -81,7 +81,7 @@ impl Application {
                 let idp = Arc::new(demo::DemoIdp::new(
                     &origin,
                     client_secret.clone(),
-                    settings.demo_token_ttl,
+                    settings.demo.token_ttl,
                 )?);
                 let oidc = OidcSettings {
                     issuer: Url::parse(&idp.issuer)?,
@@ -97,18 +97,19 @@ impl Application {
         let provider = Arc::new(Provider::new(
             oidc,
             format!("{origin}/api/auth/callback"),
-            settings.clock_leeway,
-            settings.jwks_min_refetch,
+            settings.tokens.clock_leeway,
+            settings.tokens.jwks_min_refetch,
         ));
         let redis = settings
+            .session
             .redis_url
             .as_deref()
-            .map(|u| (u, settings.redis_prefix.as_str()));
+            .map(|u| (u, settings.session.redis_prefix.as_str()));
         let store = SessionStore::connect(
-            &settings.database_url,
+            &settings.session.database_url,
             redis,
             keys.clone(),
-            settings.session_cache,
+            settings.session.cache,
         )
         .await?;
         let (session_cookie, login_cookie) = if secure_cookies {
@@ -119,10 +120,10 @@ impl Application {
         // The demo backend is a server of its own, as a real backend is: the proxy reaches it
         // over loopback HTTP, and its paths are its own (`/chatkit`, `/api/tasks`).
         let demo_backend = match &demo_idp {
-            Some(idp) => Some(demo::backend::start(idp.clone(), settings.demo_word_delay)?),
+            Some(idp) => Some(demo::backend::start(idp.clone(), settings.demo.word_delay)?),
             None => None,
         };
-        let backend = match (&settings.backend_url, &demo_backend) {
+        let backend = match (&settings.upstream.backend_url, &demo_backend) {
             (Some(u), _) => Some(u.clone()),
             (None, Some(b)) => Some(b.url.clone()),
             (None, None) => None,
@@ -131,7 +132,7 @@ impl Application {
         for warning in routes.warnings() {
             tracing::warn!("{warning}");
         }
-        let script_origin = Url::parse(&settings.chatkit_script_url)
+        let script_origin = Url::parse(&settings.chat.script_url)
             .ok()
             .map(|u| u.origin().ascii_serialization())
             .filter(|o| o != "null");
@@ -157,21 +158,25 @@ impl Application {
             demo: demo_idp.clone(),
             routes,
             refresh_locks: RefreshLocks::default(),
-            code_exchanges: limits::token_endpoint_budget(settings.token_rate_per_min),
+            code_exchanges: limits::token_endpoint_budget(settings.server.token_rate_per_min),
             metrics: Arc::default(),
         });
-        let throttle = limits::sign_in_throttle(settings.auth_rate_per_min, &settings.trusted_proxies);
+        let throttle = limits::sign_in_throttle(
+            settings.server.auth_rate_per_min,
+            &settings.server.trusted_proxies,
+        );
         spawn_sweeper(state.clone(), throttle.clone());
 
         let app_state = state.clone();
         let workers = settings
+            .server
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let connect_timeout = settings.upstream_connect_timeout;
-        let header_timeout = settings.upstream_header_timeout;
-        let keepalive = settings.upstream_keepalive;
-        let body_timeout = settings.body_timeout;
-        let max_form = settings.max_form_body;
+        let connect_timeout = settings.upstream.connect_timeout;
+        let header_timeout = settings.upstream.header_timeout;
+        let keepalive = settings.upstream.keepalive;
+        let body_timeout = settings.server.body_timeout;
+        let max_form = settings.server.max_form_body;
         let server = HttpServer::new(move || {
             let client = http_client(connect_timeout, Duration::from_secs(10), keepalive);
             let csp = csp.clone();
@@ -245,7 +250,7 @@ impl Application {
                 &app_state.session_cookie,
                 app_state.secure_cookies,
                 app_state.keys.session_cookie_key().clone(),
-                app_state.settings.session_absolute.as_secs() as i64,
+                app_state.settings.session.absolute.as_secs() as i64,
             );
             app.service(
                 web::scope("")
@@ -276,7 +281,7 @@ impl Application {
         })
         .workers(workers)
         // On SIGTERM/SIGINT: stop accepting, let requests and streams finish for the grace period.
-        .shutdown_timeout(settings.shutdown_grace.as_secs())
+        .shutdown_timeout(settings.server.shutdown_grace.as_secs())
         .listen(listener)?
         .run();
 
@@ -366,7 +371,7 @@ fn extractor_error(
 /// Sweeps expired sessions and spent one-time values, and forgets idle throttle entries.
 /// Each replica sweeps; deleting a row twice is harmless.
 fn spawn_sweeper(state: web::Data<AppState>, throttle: limits::SignInThrottle) {
-    let every = state.settings.sweep_interval;
+    let every = state.settings.session.sweep_interval;
     actix_web::rt::spawn(async move {
         loop {
             match state.store.sweep(crate::clock::now()).await {

@@ -59,6 +59,6 @@ impl AppState {
 
     /// The browser's address, as `TRUSTED_PROXIES` allows it to be known.
     pub fn client_ip(&self, req: &actix_web::HttpRequest) -> Option<String> {
-        crate::client_ip::client_ip(req, &self.settings.trusted_proxies).map(|ip| ip.to_string())
+        crate::client_ip::client_ip(req, &self.settings.server.trusted_proxies).map(|ip| ip.to_string())
     }
 }

@@ -58,7 +58,7 @@ pub async fn load_session(
         return Ok(None);
     }
     if now - record.last_seen >= TOUCH_EVERY_SECS {
-        let idle = now + state.settings.session_idle.as_secs() as i64;
+        let idle = now + state.settings.session.idle.as_secs() as i64;
         state
             .store
             .touch(&key_hash, now, idle.min(record.expires_at), record.expires_at)

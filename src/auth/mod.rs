@@ -11,6 +11,7 @@ pub mod routes;
 pub mod sessions;
 pub mod signout;
 pub mod transaction;
+pub mod upstream_identity;
 
 use actix_web::web;
 

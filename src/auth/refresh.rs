@@ -47,7 +47,7 @@ pub async fn fresh_tokens(
     key_hash: &str,
     record: &SessionRecord,
 ) -> Result<Tokens, ApiError> {
-    let skew = state.settings.refresh_skew.as_secs() as i64;
+    let skew = state.settings.tokens.refresh_skew.as_secs() as i64;
     if !needs_refresh(&record.tokens, skew, now()) {
         return Ok(record.tokens.clone());
     }
@@ -141,7 +141,7 @@ async fn apply(
     current: &SessionRecord,
     res: TokenResponse,
 ) -> Result<Tokens, ApiError> {
-    let which = state.settings.forward_token;
+    let which = state.settings.tokens.forward_token;
     // A refreshed id_token may repeat the login nonce or carry none: nonce is not checked.
     let (id_token, id_exp) = match res.id_token {
         Some(t) => {

@@ -322,8 +322,8 @@ fn new_session(req: &HttpRequest, state: &AppState, s: SignedIn) -> SessionRecor
             version: 0,
             created_at: now,
             last_seen: now,
-            idle_expires_at: now + settings.session_idle.as_secs() as i64,
-            expires_at: now + settings.session_absolute.as_secs() as i64,
+            idle_expires_at: now + settings.session.idle.as_secs() as i64,
+            expires_at: now + settings.session.absolute.as_secs() as i64,
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)
@@ -336,7 +336,7 @@ fn new_session(req: &HttpRequest, state: &AppState, s: SignedIn) -> SessionRecor
             id_token: s.id_token,
             access_token: s.tokens.access_token,
             refresh_token: s.tokens.refresh_token,
-            expires_at: forward_expiry(settings.forward_token, s.claims.exp, s.tokens.expires_in),
+            expires_at: forward_expiry(settings.tokens.forward_token, s.claims.exp, s.tokens.expires_in),
             issued_at: now,
         },
     }

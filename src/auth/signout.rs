@@ -22,7 +22,7 @@ pub async fn retire_tokens(state: &AppState, client: Option<&awc::Client>, token
     if let (Some(client), Some(rt)) = (client, &tokens.refresh_token) {
         state.provider.revoke(client, rt).await;
     }
-    if state.settings.legacy_cookie.is_some() {
+    if state.settings.tokens.legacy_cookie.is_some() {
         let leeway = state.provider.leeway().as_secs() as i64;
         let until = Provider::expiry_of(&tokens.id_token).unwrap_or(tokens.expires_at) + leeway;
         if let Err(e) = state.store.revoke_token(&tokens.id_token, until).await {
@@ -119,6 +119,7 @@ async fn sign_out(
         if let Ok(md) = state.provider.metadata(client).await {
             let hint = state
                 .settings
+                .tokens
                 .logout_id_token_hint
                 .then_some(s.record.tokens.id_token.as_str());
             let step = md.end_session_endpoint.as_deref().and_then(|end| {
@@ -136,7 +137,7 @@ async fn sign_out(
     }
     res.insert_header((header::CACHE_CONTROL, "no-store"));
     // The Next.js route's cookie, if this browser still has one, ends with the session.
-    if let Some(name) = state.settings.legacy_cookie.as_deref() {
+    if let Some(name) = state.settings.tokens.legacy_cookie.as_deref() {
         if let Some(legacy) = req.cookie(name) {
             let token = legacy.value();
             let leeway = state.provider.leeway().as_secs() as i64;

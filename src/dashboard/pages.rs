@@ -124,8 +124,8 @@ pub async fn chat(
         demo: state.demo_banner(),
         form_token,
         name: r.display_name(),
-        domain_key: &state.settings.chatkit_domain_key,
-        script_url: &state.settings.chatkit_script_url,
+        domain_key: &state.settings.chat.domain_key,
+        script_url: &state.settings.chat.script_url,
     })
 }
 

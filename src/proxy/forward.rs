@@ -8,11 +8,7 @@ use super::{
     stream::{LimitedBody, UpstreamBody},
 };
 use crate::{
-    auth::{
-        extractor::CurrentSession,
-        refresh::{forwarded, fresh_tokens},
-    },
-    clock::now,
+    auth::{extractor::CurrentSession, upstream_identity::upstream_identity},
     error::ApiError,
     state::AppState,
     telemetry::request_id,
@@ -55,39 +51,33 @@ fn is_upload(req: &HttpRequest) -> bool {
         .is_some_and(|ct| ct.starts_with("multipart/") || ct.starts_with("application/octet-stream"))
 }
 
-/// During a migration from the Next.js route: its id_token cookie, accepted only after
-/// full validation (signature, iss, aud, exp) and only if no sign-out has revoked it. It
-/// cannot be refreshed; when it expires the user signs in again and gets a real session.
-async fn legacy_identity(
-    req: &HttpRequest,
-    state: &AppState,
-    client: &ProxyClient,
-) -> Result<Option<(String, String)>, ApiError> {
-    let Some(name) = state.settings.legacy_cookie.as_deref() else {
-        return Ok(None);
-    };
-    let Some(cookie) = req.cookie(name) else {
-        return Ok(None);
-    };
-    let token = cookie.value().to_owned();
-    let claims = match state.provider.validate_id_token(&client.0, &token, None).await {
-        Ok(claims) => claims,
-        Err(e) => {
-            tracing::info!(error = %e, "legacy cookie refused");
-            return Ok(None);
+/// How a message's body is delimited, read once from its headers.
+#[derive(Clone, Copy)]
+struct Framing {
+    /// `Content-Length`, when given.
+    length: Option<u64>,
+    /// `Transfer-Encoding: chunked`.
+    chunked: bool,
+}
+
+impl Framing {
+    fn of(headers: &header::HeaderMap) -> Self {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &header::HeaderValue| v.to_str().ok())
+        };
+        Self {
+            length: text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+            chunked: text(header::TRANSFER_ENCODING)
+                .is_some_and(|v| v.to_ascii_lowercase().contains("chunked")),
         }
-    };
-    if state
-        .store
-        .token_revoked(&token, now())
-        .await
-        .map_err(ApiError::StoreUnavailable)?
-    {
-        tracing::info!("legacy cookie refused: its session was signed out");
-        return Ok(None);
     }
-    tracing::info!("request accepted on the legacy id_token cookie");
-    Ok(Some((token, claims.sub)))
+
+    /// Whether the body's end is marked, so a closed connection means a cut body.
+    fn delimited(self) -> bool {
+        self.length.is_some() || self.chunked
+    }
 }
 
 /// Forwards `req` to `upstream`, appending `tail` (the part of the path after the prefix).
@@ -117,47 +107,25 @@ pub async fn forward(
         )
     })?;
 
-    let (bearer, user_id, session_key) = match upstream.auth {
-        RouteAuth::Anonymous => (None, None, None),
-        RouteAuth::Required => match session {
-            Some(s) => {
-                let tokens = fresh_tokens(state, &client.0, &s.key_hash, &s.record).await?;
-                let token = forwarded(&tokens, settings.forward_token)
-                    .ok_or(ApiError::SessionExpired)?
-                    .to_owned();
-                (Some(token), Some(s.record.sub.clone()), Some(s.key_hash))
-            }
-            None => {
-                let (token, sub) = legacy_identity(&req, state, client)
-                    .await?
-                    .ok_or(ApiError::NotAuthenticated)?;
-                (Some(token), Some(sub), None)
-            }
-        },
+    let who = match upstream.auth {
+        RouteAuth::Anonymous => None,
+        RouteAuth::Required => Some(upstream_identity(&req, state, &client.0, session).await?),
     };
+    let session_key = who.as_ref().and_then(|w| w.key_hash.clone());
 
     let limit = if is_upload(&req) {
-        settings.max_upload_body
+        settings.upstream.max_upload_body
     } else {
-        settings.max_json_body
+        settings.upstream.max_json_body
     };
-    let declared: Option<u64> = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let framing = Framing::of(req.headers());
+    if framing.length.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let chunked = req
-        .headers()
-        .get(header::TRANSFER_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
 
     let id = Identity {
-        bearer: bearer.as_deref(),
-        user_id: user_id.as_deref(),
+        bearer: who.as_ref().map(|w| w.token.as_str()),
+        user_id: who.as_ref().map(|w| w.sub.as_str()),
         client_ip: state.client_ip(&req),
         proto: state.public_url.scheme(),
         host: &state.public_host,
@@ -175,10 +143,10 @@ pub async fn forward(
     let overflowed = Rc::new(Cell::new(false));
     let body = LimitedBody::new(payload, limit, overflowed.clone());
     let asked = std::time::Instant::now();
-    let sent = match declared {
+    let sent = match framing.length {
         Some(0) => up.send().await,
         Some(n) => up.send_body(SizedStream::new(n, body)).await,
-        None if chunked => up.send_stream(body).await,
+        None if framing.chunked => up.send_stream(body).await,
         None => up.send().await,
     };
     let res = match sent {
@@ -237,22 +205,16 @@ pub async fn forward(
     {
         return Ok(respond(HttpResponse::new(status)));
     }
-    let length: Option<u64> = res
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let heartbeat = if sse { settings.sse_heartbeat } else { None };
-    let framed = length.is_some()
-        || res
-            .headers()
-            .get(header::TRANSFER_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let mut body = UpstreamBody::new(res, settings.upstream_idle_timeout, heartbeat)
-        .eof_is_truncation(framed)
+    let answer = Framing::of(res.headers());
+    let heartbeat = if sse {
+        settings.upstream.sse_heartbeat
+    } else {
+        None
+    };
+    let mut body = UpstreamBody::new(res, settings.upstream.idle_timeout, heartbeat)
+        .eof_is_truncation(answer.delimited())
         .log_end(sse);
-    if let (true, Some(key), Some(every)) = (sse, session_key, settings.stream_revalidate) {
+    if let (true, Some(key), Some(every)) = (sse, session_key, settings.upstream.stream_revalidate) {
         let store = state.store.clone();
         body = body.revalidate(every, move || {
             let (store, key) = (store.clone(), key.clone());
@@ -271,7 +233,7 @@ pub async fn forward(
         });
     }
     let mut out = HttpResponse::build(status);
-    Ok(respond(match length {
+    Ok(respond(match answer.length {
         Some(n) if !sse => out.body(SizedStream::new(n, body)),
         _ => out.streaming(body),
     }))

@@ -140,11 +140,13 @@ impl ProxyRoutes {
     /// The route table from settings; `backend` is `BACKEND_URL` or the demo backend.
     pub fn from_settings(s: &Settings, backend: Option<Url>) -> Self {
         let chatkit = s
+            .upstream
             .chatkit_url
             .clone()
             .or_else(|| backend.as_ref().and_then(|b| append(b, "chatkit")))
             .map(|base| Upstream::new("/api/chatkit".into(), base, RouteAuth::Required));
         let remote: HashMap<String, Upstream> = s
+            .upstream
             .remote_routes
             .iter()
             .map(|r| {

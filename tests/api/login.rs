@@ -106,7 +106,7 @@ async fn tokens_are_encrypted_at_rest_and_the_key_is_stored_hashed() {
     let app = spawn_app().await;
     app.login_as(0, "/dashboard").await;
     let key = app.session_cookie().expect("cookie");
-    let url = app.state.settings.database_url.clone();
+    let url = app.state.settings.session.database_url.clone();
     let pool = sqlx::SqlitePool::connect(&url).await.expect("db");
     let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT key_hash, tokens FROM sessions")
         .fetch_all(&pool)
@@ -193,7 +193,7 @@ async fn an_idle_session_ends_and_the_absolute_lifetime_caps_it() {
 
 /// Rows in the app's sessions table, read directly from its SQLite file.
 async fn session_rows(app: &crate::helpers::TestApp) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&app.state.settings.database_url)
+    let pool = sqlx::SqlitePool::connect(&app.state.settings.session.database_url)
         .await
         .expect("db");
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions")
