@@ -43,261 +43,52 @@ pub struct Application {
 impl Application {
     /// Validates the environment-dependent parts, binds, connects the store and wires routes.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        if settings.demo_mode() && !settings.server.bind_addr.ip().is_loopback() {
-            bail!(
-                "demo mode refuses to listen on {} (not loopback): set OIDC_ISSUER to use a real provider, \
-                 or BIND_ADDR=127.0.0.1:8080",
-                settings.server.bind_addr
-            );
-        }
-        let listener = TcpListener::bind(settings.server.bind_addr)
-            .with_context(|| format!("cannot listen on {}", settings.server.bind_addr))?;
-        // std listens with a backlog of 128: a page opening hundreds of streams at once would
-        // overflow it and wait out a one-second SYN retransmission. Listening again resizes it.
-        socket2::SockRef::from(&listener)
-            .listen(LISTEN_BACKLOG)
-            .context("cannot set the listen backlog")?;
+        let listener = bind(&settings)?;
         let port = listener.local_addr()?.port();
-        let public_url = match &settings.server.public_url {
-            Some(u) => u.clone(),
-            None => Url::parse(&format!("http://{}:{port}", settings.server.bind_addr.ip()))?,
-        };
-        let origin = public_url.origin().ascii_serialization();
-        let secure_cookies = public_url.scheme() == "https";
-
-        let secret = match &settings.session.secret {
-            Some(s) => s.clone(),
-            None => {
-                tracing::warn!("demo mode: no SESSION_SECRET set, generated one; sessions end at restart");
-                SecretString::from(random_token())
-            }
-        };
-        let keys = Keys::derive(&secret);
-
-        let (oidc, demo_idp) = match &settings.oidc {
-            Some(o) => (o.clone(), None),
-            None => {
-                let client_secret = SecretString::from(random_token());
-                let idp = Arc::new(demo::DemoIdp::new(
-                    &origin,
-                    client_secret.clone(),
-                    settings.demo.token_ttl,
-                )?);
-                let oidc = OidcSettings {
-                    issuer: Url::parse(&idp.issuer)?,
-                    client_id: idp.client_id.clone(),
-                    client_secret,
-                    scopes: "openid profile email offline_access".into(),
-                    prompt: None,
-                    token_auth_method: TokenAuthMethod::Basic,
-                };
-                (oidc, Some(idp))
-            }
-        };
-        let provider = Arc::new(Provider::new(
-            oidc,
-            format!("{origin}/api/auth/callback"),
-            settings.tokens.clock_leeway,
-            settings.tokens.jwks_min_refetch,
-        ));
-        let redis = settings
-            .session
-            .redis_url
-            .as_deref()
-            .map(|u| (u, settings.session.redis_prefix.as_str()));
-        let store = SessionStore::connect(
-            &settings.session.database_url,
-            redis,
-            keys.clone(),
-            settings.session.cache,
-        )
-        .await?;
-        let (session_cookie, login_cookie) = if secure_cookies {
-            ("__Host-taskflow_session", "__Host-taskflow_login")
-        } else {
-            ("taskflow_session", "taskflow_login")
-        };
-        // The demo backend is a server of its own, as a real backend is: the proxy reaches it
-        // over loopback HTTP, and its paths are its own (`/chatkit`, `/api/tasks`).
-        let demo_backend = match &demo_idp {
-            Some(idp) => Some(demo::backend::start(idp.clone(), settings.demo.word_delay)?),
-            None => None,
-        };
-        let backend = match (&settings.upstream.backend_url, &demo_backend) {
-            (Some(u), _) => Some(u.clone()),
-            (None, Some(b)) => Some(b.url.clone()),
-            (None, None) => None,
-        };
-        let routes = ProxyRoutes::from_settings(&settings, backend);
-        for warning in routes.warnings() {
-            tracing::warn!("{warning}");
-        }
-        let script_origin = Url::parse(&settings.chat.script_url)
-            .ok()
-            .map(|u| u.origin().ascii_serialization())
-            .filter(|o| o != "null");
-        // Sign-out may post a form to the provider's end_session endpoint.
-        let provider_origin = Some(provider.settings().issuer.origin().ascii_serialization())
-            .filter(|o| *o != origin && o != "null");
-        let csp =
-            dashboard::headers::content_security_policy(script_origin.as_deref(), provider_origin.as_deref());
-        let state = web::Data::new(AppState {
-            settings: settings.clone(),
-            public_host: match public_url.port() {
-                Some(p) => format!("{}:{p}", public_url.host_str().unwrap_or("localhost")),
-                None => public_url.host_str().unwrap_or("localhost").to_owned(),
-            },
-            origin: origin.clone(),
-            public_url,
-            secure_cookies,
-            session_cookie: session_cookie.into(),
-            login_cookie: login_cookie.into(),
-            keys,
-            store,
-            provider: provider.clone(),
-            demo: demo_idp.clone(),
-            routes,
-            refresh_locks: RefreshLocks::default(),
-            code_exchanges: limits::token_endpoint_budget(settings.server.token_rate_per_min),
-            metrics: Arc::default(),
-        });
+        let (state, demo_backend) = build_state(settings, port).await?;
         let throttle = limits::sign_in_throttle(
-            settings.server.auth_rate_per_min,
-            &settings.server.trusted_proxies,
+            state.settings.server.auth_rate_per_min,
+            &state.settings.server.trusted_proxies,
         );
         spawn_sweeper(state.clone(), throttle.clone());
+        spawn_discovery(&state);
 
         let app_state = state.clone();
-        let workers = settings
-            .server
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let connect_timeout = settings.upstream.connect_timeout;
-        let header_timeout = settings.upstream.header_timeout;
-        let keepalive = settings.upstream.keepalive;
-        let body_timeout = settings.server.body_timeout;
-        let max_form = settings.server.max_form_body;
+        let csp = content_security_policy(&state);
         let server = HttpServer::new(move || {
-            let client = http_client(connect_timeout, Duration::from_secs(10), keepalive);
-            let csp = csp.clone();
-            let throttle = throttle.clone();
-            let mut app = App::new()
+            let s = &app_state.settings;
+            let (secure, csp, body_timeout) = (app_state.secure_cookies, csp.clone(), s.server.body_timeout);
+            App::new()
                 .wrap(from_fn(move |mut req: ServiceRequest, next: Next<_>| {
                     limits::body_deadline(&mut req, body_timeout);
                     next.call(req)
                 }))
                 .wrap(from_fn(move |req, next| {
-                    response_headers(req, next, secure_cookies, csp.clone())
+                    response_headers(req, next, secure, csp.clone())
                 }))
                 .wrap(from_fn(health::count_requests))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(app_state.clone())
-                .app_data(web::Data::new(client))
+                .app_data(web::Data::new(provider_client(s)))
                 .app_data(web::Data::new(ProxyClient::new(
-                    connect_timeout,
-                    header_timeout,
-                    keepalive,
+                    s.upstream.connect_timeout,
+                    s.upstream.header_timeout,
+                    s.upstream.keepalive,
                 )))
-                .app_data(web::QueryConfig::default().error_handler(|e, req| {
-                    let msg = e.to_string();
-                    extractor_error(
-                        e.into(),
-                        req,
-                        "bad_query",
-                        format!("Malformed query string: {msg}"),
-                        0,
-                    )
-                }))
-                .app_data(
-                    web::FormConfig::default()
-                        .limit(max_form)
-                        .error_handler(move |e, req| {
-                            use actix_web::error::UrlencodedError as U;
-                            let code = match &e {
-                                U::Overflow { .. } => "payload_too_large",
-                                U::Payload(p) if limits::is_deadline(p) => "request_timeout",
-                                _ => "bad_form",
-                            };
-                            let msg = e.to_string();
-                            extractor_error(e.into(), req, code, format!("Malformed form: {msg}"), max_form)
-                        }),
-                )
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(max_form)
-                        .error_handler(move |e, req| {
-                            use actix_web::error::JsonPayloadError as J;
-                            let code = match &e {
-                                J::Overflow { .. } | J::OverflowKnownLength { .. } => "payload_too_large",
-                                J::Payload(p) if limits::is_deadline(p) => "request_timeout",
-                                _ => "bad_json",
-                            };
-                            let msg = e.to_string();
-                            extractor_error(e.into(), req, code, format!("Malformed JSON: {msg}"), max_form)
-                        }),
-                )
-                .configure(health::configure)
-                .service(dashboard::assets::service());
-            if let Some(idp) = &demo_idp {
-                app = app
-                    .app_data(web::Data::from(idp.clone()))
-                    .configure(demo::idp::configure);
-            }
-            // Everything below needs the session cookie; assets, probes and the demo
-            // provider above do not, and pay nothing for it.
-            let sessions = session::cookie::middleware(
-                app_state.store.clone(),
-                &app_state.session_cookie,
-                app_state.secure_cookies,
-                app_state.keys.session_cookie_key().clone(),
-                app_state.settings.session.absolute.as_secs() as i64,
-            );
-            app.service(
-                web::scope("")
-                    .wrap(sessions)
-                    .wrap(from_fn(session::cookie::remember_loads))
-                    .service(
-                        web::scope("/api")
-                            .wrap(from_fn(csrf_guard))
-                            .configure(|cfg| auth::configure(cfg, &throttle))
-                            .configure(proxy::configure)
-                            .default_service(web::to(|| async {
-                                json_error(
-                                    actix_web::http::StatusCode::NOT_FOUND,
-                                    "not_found",
-                                    "no such API route",
-                                )
-                            })),
-                    )
-                    .configure(dashboard::configure)
-                    .default_service(web::to(|| async {
-                        html_page(
-                            actix_web::http::StatusCode::NOT_FOUND,
-                            "Page not found",
-                            "There is nothing at this address.",
-                        )
-                    })),
-            )
+                .configure(|cfg| extractor_errors(cfg, s.server.max_form_body))
+                .configure(|cfg| routes(cfg, &app_state, &throttle))
         })
-        .workers(workers)
+        .workers(
+            state
+                .settings
+                .server
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        )
         // On SIGTERM/SIGINT: stop accepting, let requests and streams finish for the grace period.
-        .shutdown_timeout(settings.server.shutdown_grace.as_secs())
+        .shutdown_timeout(state.settings.server.shutdown_grace.as_secs())
         .listen(listener)?
         .run();
-
-        // Discovery in the background: in demo mode the provider is this very server.
-        actix_web::rt::spawn(async move {
-            let client = http_client(connect_timeout, Duration::from_secs(10), keepalive);
-            for _ in 0..60 {
-                match provider.metadata(&client).await {
-                    Ok(_) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "provider not reachable yet; retrying")
-                    }
-                }
-                actix_web::rt::time::sleep(Duration::from_secs(2)).await;
-            }
-        });
 
         Ok(Self {
             port,
@@ -344,6 +135,270 @@ pub fn http_client(connect: Duration, response: Duration, keepalive: Duration) -
         .timeout(response)
         .disable_redirects()
         .finish()
+}
+
+/// Binds the listener (demo mode only on loopback) with a backlog for bursts.
+fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
+    let addr = settings.server.bind_addr;
+    if settings.demo_mode() && !addr.ip().is_loopback() {
+        bail!(
+            "demo mode refuses to listen on {addr} (not loopback): set OIDC_ISSUER to use a real provider, \
+             or BIND_ADDR=127.0.0.1:8080"
+        );
+    }
+    let listener = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    // std listens with a backlog of 128: a page opening hundreds of streams at once would
+    // overflow it and wait out a one-second SYN retransmission. Listening again resizes it.
+    socket2::SockRef::from(&listener)
+        .listen(LISTEN_BACKLOG)
+        .context("cannot set the listen backlog")?;
+    Ok(listener)
+}
+
+/// The provider and, in demo mode (decided here, once), the built-in provider and backend.
+struct Identity {
+    oidc: OidcSettings,
+    demo: Option<(Arc<demo::DemoIdp>, demo::backend::RunningBackend)>,
+}
+
+fn identity(settings: &Settings, origin: &str) -> anyhow::Result<Identity> {
+    if let Some(o) = &settings.oidc {
+        return Ok(Identity {
+            oidc: o.clone(),
+            demo: None,
+        });
+    }
+    let client_secret = SecretString::from(random_token());
+    let idp = Arc::new(demo::DemoIdp::new(
+        origin,
+        client_secret.clone(),
+        settings.demo.token_ttl,
+    )?);
+    // The demo backend is a server of its own, as a real backend is: the proxy reaches it
+    // over loopback HTTP, and its paths are its own (`/chatkit`, `/api/tasks`).
+    let backend = demo::backend::start(idp.clone(), settings.demo.word_delay)?;
+    let oidc = OidcSettings {
+        issuer: Url::parse(&idp.issuer)?,
+        client_id: idp.client_id.clone(),
+        client_secret,
+        scopes: "openid profile email offline_access".into(),
+        prompt: None,
+        token_auth_method: TokenAuthMethod::Basic,
+    };
+    Ok(Identity {
+        oidc,
+        demo: Some((idp, backend)),
+    })
+}
+
+/// The route table: `BACKEND_URL`, else the demo backend; start-up warnings logged.
+fn route_table(settings: &Settings, demo_backend: Option<&Url>) -> ProxyRoutes {
+    let backend = settings
+        .upstream
+        .backend_url
+        .clone()
+        .or_else(|| demo_backend.cloned());
+    let routes = ProxyRoutes::from_settings(settings, backend);
+    for warning in routes.warnings() {
+        tracing::warn!("{warning}");
+    }
+    routes
+}
+
+/// Everything the workers share: keys, provider, store, route table, metrics.
+async fn build_state(
+    settings: Settings,
+    port: u16,
+) -> anyhow::Result<(web::Data<AppState>, Option<demo::backend::RunningBackend>)> {
+    let public_url = match &settings.server.public_url {
+        Some(u) => u.clone(),
+        None => Url::parse(&format!("http://{}:{port}", settings.server.bind_addr.ip()))?,
+    };
+    let origin = public_url.origin().ascii_serialization();
+    let secure_cookies = public_url.scheme() == "https";
+    let secret = match &settings.session.secret {
+        Some(s) => s.clone(),
+        None => {
+            tracing::warn!("demo mode: no SESSION_SECRET set, generated one; sessions end at restart");
+            SecretString::from(random_token())
+        }
+    };
+    let keys = Keys::derive(&secret);
+    let Identity { oidc, demo } = identity(&settings, &origin)?;
+    let provider = Arc::new(Provider::new(
+        oidc,
+        format!("{origin}/api/auth/callback"),
+        settings.tokens.clock_leeway,
+        settings.tokens.jwks_min_refetch,
+    ));
+    let redis = settings
+        .session
+        .redis_url
+        .as_deref()
+        .map(|u| (u, settings.session.redis_prefix.as_str()));
+    let store = SessionStore::connect(
+        &settings.session.database_url,
+        redis,
+        keys.clone(),
+        settings.session.cache,
+    )
+    .await?;
+    let (session_cookie, login_cookie) = if secure_cookies {
+        ("__Host-taskflow_session", "__Host-taskflow_login")
+    } else {
+        ("taskflow_session", "taskflow_login")
+    };
+    let (demo_idp, demo_backend) = match demo {
+        Some((idp, backend)) => (Some(idp), Some(backend)),
+        None => (None, None),
+    };
+    let routes = route_table(&settings, demo_backend.as_ref().map(|b| &b.url));
+    let state = AppState {
+        public_host: match public_url.port() {
+            Some(p) => format!("{}:{p}", public_url.host_str().unwrap_or("localhost")),
+            None => public_url.host_str().unwrap_or("localhost").to_owned(),
+        },
+        origin,
+        public_url,
+        secure_cookies,
+        session_cookie: session_cookie.into(),
+        login_cookie: login_cookie.into(),
+        keys,
+        store,
+        provider,
+        demo: demo_idp,
+        routes,
+        refresh_locks: RefreshLocks::default(),
+        code_exchanges: limits::token_endpoint_budget(settings.server.token_rate_per_min),
+        metrics: Arc::default(),
+        settings,
+    };
+    Ok((web::Data::new(state), demo_backend))
+}
+
+/// The page CSP: the ChatKit script's origin, and the provider's for the sign-out form.
+fn content_security_policy(state: &AppState) -> HeaderValue {
+    let script_origin = Url::parse(&state.settings.chat.script_url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null");
+    let provider_origin = Some(state.provider.settings().issuer.origin().ascii_serialization())
+        .filter(|o| o != state.origin() && o != "null");
+    dashboard::headers::content_security_policy(script_origin.as_deref(), provider_origin.as_deref())
+}
+
+/// The client for calls to the provider.
+fn provider_client(s: &Settings) -> awc::Client {
+    http_client(
+        s.upstream.connect_timeout,
+        Duration::from_secs(10),
+        s.upstream.keepalive,
+    )
+}
+
+/// Discovery in the background: in demo mode the provider is this very server.
+fn spawn_discovery(state: &web::Data<AppState>) {
+    let state = state.clone();
+    actix_web::rt::spawn(async move {
+        let client = provider_client(&state.settings);
+        for _ in 0..60 {
+            match state.provider.metadata(&client).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "provider not reachable yet; retrying")
+                }
+            }
+            actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+}
+
+/// Every route. Assets, probes and the demo provider need no session; everything else
+/// sits behind the session middleware.
+fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttle: &limits::SignInThrottle) {
+    cfg.configure(health::configure)
+        .service(dashboard::assets::service());
+    if let Some(idp) = &state.demo {
+        cfg.app_data(web::Data::from(idp.clone()))
+            .configure(demo::idp::configure);
+    }
+    let sessions = session::cookie::middleware(
+        state.store.clone(),
+        &state.session_cookie,
+        state.secure_cookies,
+        state.keys.session_cookie_key().clone(),
+        state.settings.session.absolute.as_secs() as i64,
+    );
+    let throttle = throttle.clone();
+    cfg.service(
+        web::scope("")
+            .wrap(sessions)
+            .wrap(from_fn(session::cookie::remember_loads))
+            .service(
+                web::scope("/api")
+                    .wrap(from_fn(csrf_guard))
+                    .configure(|cfg| auth::configure(cfg, &throttle))
+                    .configure(proxy::configure)
+                    .default_service(web::to(|| async {
+                        json_error(
+                            actix_web::http::StatusCode::NOT_FOUND,
+                            "not_found",
+                            "no such API route",
+                        )
+                    })),
+            )
+            .configure(dashboard::configure)
+            .default_service(web::to(|| async {
+                html_page(
+                    actix_web::http::StatusCode::NOT_FOUND,
+                    "Page not found",
+                    "There is nothing at this address.",
+                )
+            })),
+    );
+}
+
+/// Query, form and JSON extractor errors: JSON under /api, pages elsewhere; 413 and 408
+/// for bodies over the limit or past their deadline.
+fn extractor_errors(cfg: &mut web::ServiceConfig, max_form: usize) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, req| {
+        let msg = e.to_string();
+        extractor_error(
+            e.into(),
+            req,
+            "bad_query",
+            format!("Malformed query string: {msg}"),
+            0,
+        )
+    }))
+    .app_data(
+        web::FormConfig::default()
+            .limit(max_form)
+            .error_handler(move |e, req| {
+                use actix_web::error::UrlencodedError as U;
+                let code = match &e {
+                    U::Overflow { .. } => "payload_too_large",
+                    U::Payload(p) if limits::is_deadline(p) => "request_timeout",
+                    _ => "bad_form",
+                };
+                let msg = e.to_string();
+                extractor_error(e.into(), req, code, format!("Malformed form: {msg}"), max_form)
+            }),
+    )
+    .app_data(
+        web::JsonConfig::default()
+            .limit(max_form)
+            .error_handler(move |e, req| {
+                use actix_web::error::JsonPayloadError as J;
+                let code = match &e {
+                    J::Overflow { .. } | J::OverflowKnownLength { .. } => "payload_too_large",
+                    J::Payload(p) if limits::is_deadline(p) => "request_timeout",
+                    _ => "bad_json",
+                };
+                let msg = e.to_string();
+                extractor_error(e.into(), req, code, format!("Malformed JSON: {msg}"), max_form)
+            }),
+    );
 }
 
 /// An extractor's error: JSON under /api (with `code`), the error page elsewhere.
