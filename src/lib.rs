@@ -13,6 +13,7 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod routing;
 pub mod session;
 pub mod startup;
 pub mod state;

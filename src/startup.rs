@@ -4,11 +4,10 @@
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{
-    body::{EitherBody, MessageBody},
-    dev::{Server, ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    dev::{Server, ServiceRequest},
+    http::header::HeaderValue,
     middleware::{from_fn, Next},
-    web, App, Error, HttpServer, ResponseError,
+    web, App, HttpServer,
 };
 use anyhow::{bail, Context};
 use secrecy::SecretString;
@@ -16,17 +15,16 @@ use tracing_actix_web::TracingLogger;
 use url::Url;
 
 use crate::{
-    auth::{self, provider::Provider, refresh_locks::RefreshLocks},
+    auth::{provider::Provider, refresh_locks::RefreshLocks},
     config::{OidcSettings, Settings, TokenAuthMethod},
-    dashboard, demo,
-    error::{html_page, json_error, ApiError, ErrorContext, PageError},
-    health,
+    dashboard, demo, health,
     ids::random_token,
     limits,
-    proxy::{self, forward::ProxyClient, ProxyRoutes},
-    session::{self, crypto::Keys, SessionStore},
+    proxy::{forward::ProxyClient, ProxyRoutes},
+    routing::{extractor_errors, response_headers, routes},
+    session::{crypto::Keys, SessionStore},
     state::AppState,
-    telemetry::{request_id, RequestSpan},
+    telemetry::RequestSpan,
 };
 
 /// Pending connections the kernel may queue for us (capped by `net.core.somaxconn`).
@@ -313,116 +311,6 @@ fn spawn_discovery(state: &web::Data<AppState>) {
     });
 }
 
-/// Every route. Assets, probes and the demo provider need no session; everything else
-/// sits behind the session middleware.
-fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttle: &limits::SignInThrottle) {
-    cfg.configure(health::configure)
-        .service(dashboard::assets::service());
-    if let Some(idp) = &state.demo {
-        cfg.app_data(web::Data::from(idp.clone()))
-            .configure(demo::idp::configure);
-    }
-    let sessions = session::cookie::middleware(
-        state.store.clone(),
-        &state.session_cookie,
-        state.secure_cookies,
-        state.keys.session_cookie_key().clone(),
-        state.settings.session.absolute.as_secs() as i64,
-    );
-    let throttle = throttle.clone();
-    cfg.service(
-        web::scope("")
-            .wrap(sessions)
-            .wrap(from_fn(session::cookie::remember_loads))
-            .service(
-                web::scope("/api")
-                    .wrap(from_fn(csrf_guard))
-                    .configure(|cfg| auth::configure(cfg, &throttle))
-                    .configure(proxy::configure)
-                    .default_service(web::to(|| async {
-                        json_error(
-                            actix_web::http::StatusCode::NOT_FOUND,
-                            "not_found",
-                            "no such API route",
-                        )
-                    })),
-            )
-            .configure(dashboard::configure)
-            .default_service(web::to(|| async {
-                html_page(
-                    actix_web::http::StatusCode::NOT_FOUND,
-                    "Page not found",
-                    "There is nothing at this address.",
-                )
-            })),
-    );
-}
-
-/// Query, form and JSON extractor errors: JSON under /api, pages elsewhere; 413 and 408
-/// for bodies over the limit or past their deadline.
-fn extractor_errors(cfg: &mut web::ServiceConfig, max_form: usize) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, req| {
-        let msg = e.to_string();
-        extractor_error(
-            e.into(),
-            req,
-            "bad_query",
-            format!("Malformed query string: {msg}"),
-            0,
-        )
-    }))
-    .app_data(
-        web::FormConfig::default()
-            .limit(max_form)
-            .error_handler(move |e, req| {
-                use actix_web::error::UrlencodedError as U;
-                let code = match &e {
-                    U::Overflow { .. } => "payload_too_large",
-                    U::Payload(p) if limits::is_deadline(p) => "request_timeout",
-                    _ => "bad_form",
-                };
-                let msg = e.to_string();
-                extractor_error(e.into(), req, code, format!("Malformed form: {msg}"), max_form)
-            }),
-    )
-    .app_data(
-        web::JsonConfig::default()
-            .limit(max_form)
-            .error_handler(move |e, req| {
-                use actix_web::error::JsonPayloadError as J;
-                let code = match &e {
-                    J::Overflow { .. } | J::OverflowKnownLength { .. } => "payload_too_large",
-                    J::Payload(p) if limits::is_deadline(p) => "request_timeout",
-                    _ => "bad_json",
-                };
-                let msg = e.to_string();
-                extractor_error(e.into(), req, code, format!("Malformed JSON: {msg}"), max_form)
-            }),
-    );
-}
-
-/// An extractor's error: JSON under /api (with `code`), the error page elsewhere.
-fn extractor_error(
-    e: Error,
-    req: &actix_web::HttpRequest,
-    code: &'static str,
-    page_message: String,
-    limit: usize,
-) -> Error {
-    let api = match code {
-        "payload_too_large" => ApiError::PayloadTooLarge(limit),
-        "request_timeout" => ApiError::RequestTimeout,
-        _ => ApiError::BadRequest(code, e.to_string()),
-    };
-    if crate::error::is_api_path(req.path()) {
-        return api.into();
-    }
-    match api {
-        ApiError::BadRequest(..) => PageError::BadRequest(page_message).into(),
-        other => PageError::from(other).into(),
-    }
-}
-
 /// Sweeps expired sessions and spent one-time values, and forgets idle throttle entries.
 /// Each replica sweeps; deleting a row twice is harmless.
 fn spawn_sweeper(state: web::Data<AppState>, throttle: limits::SignInThrottle) {
@@ -440,45 +328,4 @@ fn spawn_sweeper(state: web::Data<AppState>, throttle: limits::SignInThrottle) {
             actix_web::rt::time::sleep(every).await;
         }
     });
-}
-
-async fn csrf_guard(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let checked = match req.app_data::<web::Data<AppState>>() {
-        Some(state) => auth::csrf::check(req.request(), state.origin()),
-        None => Ok(()),
-    };
-    if let Err(e) = checked {
-        return Ok(req.into_response(e.error_response()).map_into_right_body());
-    }
-    Ok(next.call(req).await?.map_into_left_body())
-}
-
-async fn response_headers(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-    https: bool,
-    csp: HeaderValue,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    // Only owned values: holding a clone of the HttpRequest across the call breaks routing.
-    let assets = dashboard::assets::asset_cache_control(req.path(), req.query_string());
-    let id = request_id(req.request());
-    let context = req.app_data::<web::Data<AppState>>().map(|s| ErrorContext {
-        request_id: id.clone(),
-        demo: s.demo_banner(),
-        metrics: s.metrics.clone(),
-    });
-    let mut res = match context {
-        Some(c) => c.scope(next.call(req)).await?,
-        None => next.call(req).await?,
-    };
-    dashboard::headers::apply(&mut res, https, &csp);
-    dashboard::assets::apply_cache_control(assets, &mut res);
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), v);
-    }
-    Ok(res)
 }
