@@ -24,8 +24,12 @@ use std::{
 };
 
 use actix_web::{web, App, HttpResponse, HttpServer};
+use binary::{free_port, sign_in, BffProcess};
 use bytes::Bytes;
 use futures_util::{future::join_all, stream, StreamExt};
+
+#[path = "../tests/common/binary.rs"]
+mod binary;
 
 fn now_ns() -> u128 {
     SystemTime::now()
@@ -204,60 +208,25 @@ fn start_nginx(upstream: u16) -> Option<Nginx> {
 
 // ---------- the BFF process ----------
 
-struct Bff {
-    child: Child,
-    origin: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Bff {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn start_bff(upstream: u16) -> Bff {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("taskflow-bff-bench-{port}"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskflow-bff"));
-    cmd.env_clear();
+/// The binary with the bench's knobs (BENCH_SESSION_CACHE_MS, BENCH_WORKERS, BENCH_BFF_LOG).
+fn start_bff(upstream: u16) -> BffProcess {
+    let mut env = vec![
+        ("CHATKIT_URL", format!("http://127.0.0.1:{upstream}/chatkit")),
+        ("DEMO_TOKEN_TTL_SECS", "3600".to_owned()),
+        (
+            "RUST_LOG",
+            std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+    ];
     for (knob, var) in [
         ("BENCH_SESSION_CACHE_MS", "SESSION_CACHE_MS"),
         ("BENCH_WORKERS", "WORKERS"),
     ] {
         if let Ok(v) = std::env::var(knob) {
-            cmd.env(var, v);
+            env.push((var, v));
         }
     }
-    let child = cmd
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", format!("sqlite://{}/bench.db", dir.display()))
-        .env("CHATKIT_URL", format!("http://127.0.0.1:{upstream}/chatkit"))
-        .env("DEMO_TOKEN_TTL_SECS", "3600")
-        .env(
-            "RUST_LOG",
-            std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start taskflow-bff (built by cargo bench)");
-    Bff {
-        child,
-        origin: format!("http://127.0.0.1:{port}"),
-        dir,
-    }
+    BffProcess::start(&env)
 }
 
 /// RSS of `pid` and its child processes (nginx's workers), in KiB.
@@ -306,68 +275,6 @@ fn client_with_timeout(timeout: Duration) -> awc::Client {
         .timeout(timeout)
         .disable_redirects()
         .finish()
-}
-
-/// Signs in as Alice through the demo provider; returns the Cookie header.
-async fn sign_in(origin: &str) -> String {
-    let c = client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c
-        .get(format!("{origin}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .ok()
-        != Some(200)
-    {
-        assert!(Instant::now() < deadline, "the BFF did not become ready");
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    let res = c
-        .get(format!("{origin}/api/auth/login?returnTo=/dashboard"))
-        .send()
-        .await
-        .expect("login");
-    let login_cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("login cookie")
-        .to_owned();
-    let authorize = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .expect("location")
-        .to_owned();
-    let url = url::Url::parse(&authorize).expect("url");
-    let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    form.push(("user".into(), "0".into()));
-    let res = c
-        .post(format!("{origin}/demo/idp/authorize"))
-        .send_form(&form)
-        .await
-        .expect("authorize");
-    let callback = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .expect("callback")
-        .to_owned();
-    let res = c
-        .get(callback)
-        .insert_header(("Cookie", login_cookie))
-        .send()
-        .await
-        .expect("callback");
-    res.headers()
-        .get_all("set-cookie")
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("taskflow_session="))
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_owned()
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -594,6 +501,7 @@ fn main() {
     let nginx = start_nginx(up);
     let pid = bff.child.id();
     actix_web::rt::System::new().block_on(async move {
+        bff.ready(30).await;
         let cookie = sign_in(&bff.origin).await;
         let started_rss = rss_kib(pid);
         let direct = Target {

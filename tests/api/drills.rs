@@ -8,8 +8,9 @@ use std::{
 use futures_util::future::join_all;
 
 use crate::{
+    binary::{free_port, sign_in, BffProcess},
     helpers::{spawn_app_with, TestApp},
-    upstream::{closed_port_url, spawn_upstream},
+    upstream::spawn_upstream,
 };
 
 /// A Redis server of this test's own on a free port (never the machine's shared one).
@@ -54,11 +55,6 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    let url = closed_port_url();
-    url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
 }
 
 #[actix_web::test]
@@ -175,105 +171,20 @@ fn open_fds(pid: u32) -> usize {
 }
 
 /// The real binary, so that its file descriptors can be counted apart from the test's.
-struct BffProcess {
-    child: Child,
-    origin: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for BffProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 async fn start_binary(chatkit: &str) -> BffProcess {
     start_binary_with(chatkit, &[]).await
 }
 
 async fn start_binary_with(chatkit: &str, extra: &[(&str, &str)]) -> BffProcess {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("taskflow-bff-proc-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let child = Command::new(env!("CARGO_BIN_EXE_taskflow-bff"))
-        .env_clear()
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", format!("sqlite://{}/s.db", dir.display()))
-        .env("CHATKIT_URL", chatkit)
-        .env("WORKERS", "2")
-        .env("RUST_LOG", "warn")
-        .envs(extra.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start taskflow-bff");
-    let origin = format!("http://127.0.0.1:{port}");
-    let c = awc::Client::default();
-    for _ in 0..200 {
-        if c.get(format!("{origin}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    BffProcess { child, origin, dir }
-}
-
-/// Signs in as Alice through the binary's demo provider; returns the Cookie header value.
-async fn sign_in(origin: &str) -> String {
-    let c = awc::Client::builder().disable_redirects().finish();
-    let res = c
-        .get(format!("{origin}/api/auth/login?returnTo=/dashboard"))
-        .send()
-        .await
-        .expect("login");
-    let login = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("login cookie");
-    let login = login.split(';').next().unwrap_or_default().to_owned();
-    let authorize = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .expect("location")
-        .to_owned();
-    let mut form: Vec<(String, String)> = url::Url::parse(&authorize)
-        .expect("url")
-        .query_pairs()
-        .into_owned()
-        .collect();
-    form.push(("user".into(), "0".into()));
-    let res = c
-        .post(format!("{origin}/demo/idp/authorize"))
-        .send_form(&form)
-        .await
-        .expect("authorize");
-    let callback = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .expect("callback")
-        .to_owned();
-    let res = c
-        .get(callback)
-        .insert_header(("Cookie", login))
-        .send()
-        .await
-        .expect("callback");
-    res.headers()
-        .get_all("set-cookie")
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("taskflow_session="))
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_owned()
+    let mut env = vec![
+        ("CHATKIT_URL", chatkit.to_owned()),
+        ("WORKERS", "2".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let bff = BffProcess::start(&env);
+    bff.ready(10).await;
+    bff
 }
 
 #[actix_web::test]

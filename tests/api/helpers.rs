@@ -34,6 +34,19 @@ impl Streamed {
     }
 }
 
+impl Streamed {
+    /// Reads the rest of the body as JSON after checking for 200; panics after `secs`.
+    pub async fn json(mut self, secs: u64) -> serde_json::Value {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk(secs).await {
+            body.extend_from_slice(&chunk.expect("a readable body"));
+        }
+        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body)))
+    }
+}
+
 /// A response with its body read.
 pub struct Resp {
     pub status: u16,
@@ -289,6 +302,25 @@ impl TestApp {
             .post(self.url(path))
             .insert_header(("Content-Type", "application/x-www-form-urlencoded"));
         self.send(req, Some(body.into_bytes())).await
+    }
+
+    /// Sends a request with a streamed body as the browser would (cookies from the jar);
+    /// the response body is left unread.
+    pub async fn send_stream<S, E>(&self, req: awc::ClientRequest, body: S) -> Streamed
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + 'static,
+        E: Into<Box<dyn std::error::Error>> + 'static,
+    {
+        let req = match self.cookie_header() {
+            Some(c) => req.insert_header(("Cookie", c)),
+            None => req,
+        };
+        let res = req.send_stream(body).await.expect("request sent");
+        Streamed {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: Box::pin(res),
+        }
     }
 
     /// Starts a login and returns the provider's authorize URL.

@@ -1,5 +1,7 @@
 mod backchannel;
 mod bad_input;
+#[path = "../common/binary.rs"]
+mod binary;
 mod callback_rejections;
 mod drills;
 mod hardening;

@@ -26,6 +26,8 @@ pub struct Signals {
     pub closed_notify: Notify,
     /// Requests received, whatever their path: what a traversal must never change.
     pub received: std::sync::atomic::AtomicUsize,
+    /// Notified when the echo route receives the first bytes of a request body.
+    pub body_started: Notify,
 }
 
 pub struct TestUpstream {
@@ -43,12 +45,15 @@ impl Drop for CloseGuard {
     }
 }
 
-async fn echo(req: HttpRequest, mut body: web::Payload) -> HttpResponse {
+async fn echo(req: HttpRequest, mut body: web::Payload, signals: web::Data<Arc<Signals>>) -> HttpResponse {
     let (mut bytes, mut chunks) = (0usize, 0usize);
     while let Some(c) = body.next().await {
         let Ok(c) = c else {
             return HttpResponse::BadRequest().finish();
         };
+        if chunks == 0 {
+            signals.body_started.notify_one();
+        }
         bytes += c.len();
         chunks += 1;
     }
@@ -202,10 +207,7 @@ pub fn spawn_upstream() -> TestUpstream {
     }
 }
 
-/// A loopback port with nothing listening.
+/// A loopback URL with nothing listening.
 pub fn closed_port_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    drop(l);
-    format!("http://127.0.0.1:{port}")
+    format!("http://127.0.0.1:{}", crate::binary::free_port())
 }
