@@ -67,6 +67,9 @@ pub enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(&'static str),
+    /// The route exists, not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(&'static str),
     /// Too many requests from this client; retry after the given seconds.
     #[error("too many requests; try again in {0} s")]
     RateLimited(u64),
@@ -104,6 +107,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RequestTimeout => "request_timeout",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::RateLimited(_) => "rate_limited",
             Self::Upstream { code, .. } => code,
             Self::StoreUnavailable(_) => "session_store_unavailable",
@@ -122,6 +126,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { status, .. } => *status,
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -158,8 +163,8 @@ pub fn is_api_path(path: &str) -> bool {
     (path == "/api" || path.starts_with("/api/")) && !PAGES_UNDER_API.contains(&path)
 }
 
-/// The JSON error body used everywhere under /api: code, message and the request id.
-pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+/// The JSON error body of every [`ApiError`]: code, message and the request id.
+fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     let request_id = ErrorContext::with(|c| c.request_id.clone()).unwrap_or_default();
     HttpResponse::build(status)
         .insert_header(("Cache-Control", "no-store"))

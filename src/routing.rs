@@ -12,7 +12,7 @@ use actix_web::{
 
 use crate::{
     auth, dashboard, demo,
-    error::{html_page, json_error, ApiError, ErrorContext, PageError},
+    error::{html_page, ApiError, ErrorContext, PageError},
     health, limits, proxy, session,
     state::AppState,
     telemetry::request_id,
@@ -45,11 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttl
                     .configure(|cfg| auth::configure(cfg, &throttle))
                     .configure(proxy::configure)
                     .default_service(web::to(|| async {
-                        json_error(
-                            actix_web::http::StatusCode::NOT_FOUND,
-                            "not_found",
-                            "no such API route",
-                        )
+                        Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such API route"))
                     })),
             )
             .configure(dashboard::configure)

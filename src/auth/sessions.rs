@@ -1,10 +1,10 @@
 //! A user's own sessions: list them, end one. Nobody sees or ends another user's.
 
-use actix_web::{http::StatusCode, web, HttpResponse};
+use actix_web::{web, HttpResponse};
 
 use super::extractor::CurrentSession;
 use crate::{
-    error::{json_error, ApiError},
+    error::ApiError,
     session::{store::AuditEvent, SessionRecord},
     state::AppState,
 };
@@ -71,7 +71,7 @@ pub async fn end(
         .await
         .map_err(ApiError::StoreUnavailable)?;
     let Some((hash, record)) = all.into_iter().find(|(_, r)| r.id == id) else {
-        return Ok(json_error(StatusCode::NOT_FOUND, "not_found", "no such session"));
+        return Err(ApiError::NotFound("no such session"));
     };
     state
         .store

@@ -6,13 +6,9 @@ pub mod headers;
 pub mod routes;
 pub mod stream;
 
-use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::{
-    auth::extractor::MaybeSession,
-    error::{json_error, ApiError},
-    state::AppState,
-};
+use crate::{auth::extractor::MaybeSession, error::ApiError, state::AppState};
 use forward::{forward, ProxyClient};
 pub use routes::ProxyRoutes;
 
@@ -22,7 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/chatkit")
             .route(web::post().to(chatkit))
             .default_service(web::to(|| async {
-                json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST")
+                Err::<HttpResponse, _>(ApiError::MethodNotAllowed("use POST"))
             })),
     )
     .service(web::resource("/chatkit/{tail:.*}").to(chatkit))

@@ -102,7 +102,9 @@ fn persistent(mut state: HashMap<String, String>) -> HashMap<String, String> {
 /// `v` as the JSON string actix-session stores; our values are hex or base64url, which need
 /// no escaping (the general serializer cost ~2,000 instructions per request).
 fn json(v: &str) -> String {
-    debug_assert!(v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    debug_assert!(v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
     out.push_str(v);
