@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, throttle: &crate::limits::SignInT
             .route("/logout", web::post().to(signout::logout))
             .route("/me", web::get().to(routes::me))
             .route("/sessions", web::get().to(sessions::list))
+            .route("/sessions/end-others", web::post().to(sessions::end_others))
             .route("/sessions/{id}", web::delete().to(sessions::end))
             .route(
                 "/backchannel-logout",

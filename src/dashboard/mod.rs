@@ -4,6 +4,7 @@ pub mod assets;
 pub mod forms;
 pub mod headers;
 pub mod pages;
+pub mod time;
 
 use actix_web::web;
 
@@ -13,5 +14,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/dashboard", web::get().to(pages::dashboard))
         .route("/chat", web::get().to(pages::chat))
         .route("/sessions", web::get().to(pages::sessions))
+        .route("/sessions/end-others", web::post().to(pages::end_others))
+        .route("/sessions/{id}/end", web::get().to(pages::confirm_end))
+        .route("/sessions/{id}/end", web::post().to(pages::end_session))
         .route("/signout", web::post().to(crate::auth::signout::signout_form));
 }

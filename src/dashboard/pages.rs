@@ -5,7 +5,7 @@ use askama::Template;
 
 use actix_session::Session;
 
-use super::forms::form_token;
+use super::{forms::form_token, time::ShownTime};
 use crate::{auth::extractor::MaybeSession, error::PageError};
 
 #[derive(Template)]
@@ -22,7 +22,7 @@ struct Dashboard<'a> {
     demo: bool,
     name: &'a str,
     email: Option<&'a str>,
-    expires_at: i64,
+    expires: ShownTime,
 }
 
 #[derive(Template)]
@@ -39,6 +39,7 @@ struct Chat<'a> {
 #[template(path = "sessions.html")]
 struct Sessions<'a> {
     form_token: String,
+    ended: Option<usize>,
     demo: bool,
     name: &'a str,
     sessions: Vec<crate::auth::sessions::SessionView>,
@@ -104,7 +105,7 @@ pub async fn dashboard(
         form_token,
         name: r.display_name(),
         email: r.email.as_deref(),
-        expires_at: r.expires_at.min(r.idle_expires_at),
+        expires: ShownTime::new(r.expires_at.min(r.idle_expires_at), crate::clock::now()),
     })
 }
 
@@ -152,5 +153,99 @@ pub async fn sessions(
         form_token,
         name: r.display_name(),
         sessions: list,
+        ended: ended_notice(&req),
     })
+}
+
+/// `?ended=N` after ending sessions from the page.
+fn ended_notice(req: &HttpRequest) -> Option<usize> {
+    req.query_string()
+        .split('&')
+        .find_map(|p| p.strip_prefix("ended="))
+        .and_then(|n| n.parse().ok())
+}
+
+#[derive(Template)]
+#[template(path = "end_session.html")]
+struct EndSession<'a> {
+    demo: bool,
+    form_token: String,
+    name: &'a str,
+    id: &'a str,
+    device: &'a str,
+    last_active: &'a ShownTime,
+}
+
+/// The page form's token field.
+#[derive(serde::Deserialize)]
+pub struct TokenForm {
+    form_token: String,
+}
+
+fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+/// `GET /sessions/{id}/end`: asks before ending another device's session.
+pub async fn confirm_end(
+    req: HttpRequest,
+    session: MaybeSession,
+    state: actix_web::web::Data<crate::state::AppState>,
+    cookie: Session,
+    path: actix_web::web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let Some(s) = session.0 else {
+        return Ok(to_login(&req));
+    };
+    let form_token = form_token(&cookie)?;
+    let id = path.into_inner();
+    let list = crate::auth::sessions::list_for(&state, &s).await?;
+    let Some(target) = list.iter().find(|v| v.id == id && !v.current) else {
+        return Err(PageError::NotFound);
+    };
+    render(&EndSession {
+        demo: state.demo_banner(),
+        form_token,
+        name: s.record.display_name(),
+        id: &target.id,
+        device: &target.device,
+        last_active: &target.last_active,
+    })
+}
+
+/// `POST /sessions/{id}/end`: ends one of the user's sessions, back to the list.
+pub async fn end_session(
+    req: HttpRequest,
+    session: MaybeSession,
+    state: actix_web::web::Data<crate::state::AppState>,
+    cookie: Session,
+    path: actix_web::web::Path<String>,
+    form: actix_web::web::Form<TokenForm>,
+) -> Result<HttpResponse, PageError> {
+    let Some(s) = session.0 else {
+        return Ok(to_login(&req));
+    };
+    super::forms::check(&req, state.origin(), &cookie, &form.form_token)?;
+    if !crate::auth::sessions::end_one(&state, &s, &req, &cookie, &path.into_inner()).await? {
+        return Err(PageError::NotFound);
+    }
+    Ok(see_other("/sessions?ended=1"))
+}
+
+/// `POST /sessions/end-others`: signs out every other browser, back to the list.
+pub async fn end_others(
+    req: HttpRequest,
+    session: MaybeSession,
+    state: actix_web::web::Data<crate::state::AppState>,
+    cookie: Session,
+    form: actix_web::web::Form<TokenForm>,
+) -> Result<HttpResponse, PageError> {
+    let Some(s) = session.0 else {
+        return Ok(to_login(&req));
+    };
+    super::forms::check(&req, state.origin(), &cookie, &form.form_token)?;
+    let n = crate::auth::sessions::end_others_of(&state, &s, &req, &cookie).await?;
+    Ok(see_other(&format!("/sessions?ended={n}")))
 }

@@ -14,17 +14,9 @@ window.bffFetch = function (input, init) {
 // JavaScript its button does the same.
 document.querySelectorAll("form[data-autosubmit]").forEach((form) => form.submit());
 
-// Unix timestamps rendered by the server, shown in the reader's local time.
-document.querySelectorAll("time[data-unix]").forEach((t) => {
-  t.textContent = new Date(Number(t.dataset.unix) * 1000).toLocaleString();
-});
-
-// The sessions page: end one session.
-document.addEventListener("click", async (event) => {
-  const button = event.target.closest("[data-end-session]");
-  if (!button) return;
-  button.disabled = true;
-  const res = await window.bffFetch("/api/auth/sessions/" + encodeURIComponent(button.dataset.endSession), { method: "DELETE" });
-  if (res.status === 204) window.location.reload();
-  else button.disabled = false;
+// Times are rendered on the server (relative, with the UTC date as a tooltip); the
+// tooltip becomes the reader's local time.
+document.querySelectorAll("time[datetime]").forEach((t) => {
+  const d = new Date(t.getAttribute("datetime"));
+  if (!Number.isNaN(d.getTime())) t.title = d.toLocaleString();
 });

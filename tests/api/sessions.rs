@@ -83,13 +83,37 @@ async fn sessions_page_shows_this_device() {
         app.get("/sessions").await.location(),
         "/api/auth/login?returnTo=%2Fsessions"
     );
-    sign_in(&app, 0).await;
+    let other = sign_in(&app, 0).await;
+    // This device: a Chrome on Linux, signed in second.
+    app.jar.borrow_mut().clear();
+    let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+    let authorize = app.start_login("/sessions").await;
+    let callback = app.authorize(&authorize, 0).await;
+    app.send(
+        app.client.get(&callback).insert_header(("User-Agent", chrome)),
+        None,
+    )
+    .await;
     let page = app.get("/sessions").await;
     assert_eq!(page.status, 200);
     let body = page.text();
-    assert!(body.contains("(this device)"), "{body}");
-    assert!(body.contains("data-end-session="));
+    let mine = body.find("Chrome on Linux").expect("a readable device name");
+    let this = body.find("This device").expect("this device marked");
+    let theirs = body.find("Unknown browser").expect("the other session");
+    assert!(mine < this && this < theirs, "this device first: {body}");
+    assert!(body.contains("Active now") && body.contains("just now"), "{body}");
+    assert!(!body.contains("data-unix"), "no raw Unix times: {body}");
+    assert!(body.contains("Sign out all other sessions"));
+    // Ending the other one asks first, on a page of its own.
+    let list = app.get("/api/auth/sessions").await.json();
+    let other_id = list["sessions"][1]["id"].as_str().expect("id").to_owned();
+    assert_eq!(list["sessions"][0]["current"], true);
+    let confirm = app.get(&format!("/sessions/{other_id}/end")).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.text().contains("End this session?"));
     assert!(app.get("/api/auth/sessions").await.status == 200);
+    use_cookie(&app, &other);
+    assert_eq!(app.get("/api/auth/me").await.status, 200, "not ended by asking");
     app.jar.borrow_mut().clear();
     assert_eq!(app.get("/api/auth/sessions").await.status, 401);
 }
@@ -201,4 +225,46 @@ async fn a_state_change_and_a_concurrent_token_rotation_both_survive() {
         .await;
     assert_eq!(again.status, 200, "{}", again.text());
     assert!(app.session_record().await.state.contains_key("form_token"));
+}
+
+#[actix_web::test]
+async fn signing_out_everywhere_else_ends_the_other_browsers_only() {
+    let app = spawn_app().await;
+    let first = sign_in(&app, 0).await;
+    let second = sign_in(&app, 0).await;
+    let bob = sign_in(&app, 1).await;
+    let here = sign_in(&app, 0).await;
+    let r = app.post_api("/api/auth/sessions/end-others", "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["ended"], 2);
+    assert_eq!(app.get("/api/auth/me").await.status, 200, "this browser stays");
+    for gone in [&first, &second] {
+        use_cookie(&app, gone);
+        assert_eq!(app.get("/api/auth/me").await.status, 401);
+    }
+    use_cookie(&app, &bob);
+    assert_eq!(app.get("/api/auth/me").await.status, 200, "Bob is untouched");
+
+    // The page's form does the same, with its token.
+    let again = sign_in(&app, 0).await;
+    use_cookie(&app, &here);
+    let token = form_token_of(&app, "/sessions").await;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("form_token", &token)
+        .finish();
+    let req = app
+        .client
+        .post(format!("{}/sessions/end-others", app.origin))
+        .insert_header(("Origin", app.origin.as_str()))
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"));
+    let r = app.send(req, Some(body.into_bytes())).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.location(), "/sessions?ended=1");
+    assert!(app
+        .get(&r.location())
+        .await
+        .text()
+        .contains("One session was ended."));
+    use_cookie(&app, &again);
+    assert_eq!(app.get("/api/auth/me").await.status, 401);
 }
