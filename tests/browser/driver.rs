@@ -1,7 +1,6 @@
 //! Starts the app, chromedriver and a fresh headless Chromium profile.
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -27,16 +26,14 @@ impl Drop for Browser {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Spawns the app in demo mode and a browser; `None` when chromedriver is not installed
 /// outside CI (CI installs it, and there a missing driver fails the test).
 pub async fn start(extra: &[(&str, &str)]) -> Option<Browser> {
+    start_with(extra, 1280, true).await
+}
+
+/// [`start`] with a window `width` pixels wide, and JavaScript on or off.
+pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) -> Option<Browser> {
     let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     if Command::new(&chromedriver).arg("--version").output().is_err() {
         assert!(std::env::var("CI").is_err(), "chromedriver is required in CI");
@@ -63,7 +60,7 @@ pub async fn start(extra: &[(&str, &str)]) -> Option<Browser> {
     let origin = app.state().origin().to_owned();
     actix_web::rt::spawn(app.run_until_stopped());
 
-    let port = free_port();
+    let port = crate::binary::free_port();
     let driver = Command::new(&chromedriver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -79,9 +76,10 @@ pub async fn start(extra: &[(&str, &str)]) -> Option<Browser> {
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--disable-quic", "--window-size=1280,900",
+                "--no-first-run", "--disable-quic", format!("--window-size={width},900"),
                 format!("--user-data-dir={}", profile.display()),
             ],
+            "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
         }),
     );
     let mut last_err = None;

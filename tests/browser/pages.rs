@@ -1,0 +1,150 @@
+//! Every page as users see it: no sideways scrolling at 360 px, and the core actions
+//! (sign out, end another session) with JavaScript turned off. With `SCREENSHOT_DIR` set,
+//! each page is saved as a PNG (1280 and 390 px wide, JavaScript on and off) for a person
+//! to look at.
+
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+
+use crate::{binary::sign_in, driver::start_with};
+
+/// Signs in as Alice by clicking through the demo provider; works without JavaScript.
+async fn sign_in_by_clicking(c: &Client, origin: &str) {
+    c.goto(&format!("{origin}/")).await.expect("open landing");
+    c.find(Locator::Css("#signin"))
+        .await
+        .expect("Sign in")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#user-0"))
+        .await
+        .expect("the provider's page")
+        .click()
+        .await
+        .expect("pick Alice");
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#greeting-name"))
+        .await
+        .expect("the dashboard");
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let Ok(dir) = std::env::var("SCREENSHOT_DIR") else {
+        return;
+    };
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    std::fs::write(format!("{dir}/{name}.png"), png).expect("write screenshot");
+}
+
+const PAGES: &[(&str, &str)] = &[
+    ("dashboard", "/dashboard"),
+    ("chat", "/chat"),
+    ("sessions", "/sessions"),
+    ("not-found", "/no-such-page"),
+];
+
+#[actix_web::test]
+async fn no_page_scrolls_sideways_at_360_px() {
+    let Some(b) = start_with(&[], 360, true).await else {
+        return;
+    };
+    let c = &b.client;
+    c.goto(&format!("{}/", b.origin)).await.expect("landing");
+    let mut pages = vec![("landing", "/".to_owned())];
+    sign_in_by_clicking(c, &b.origin).await;
+    pages.extend(PAGES.iter().map(|(n, p)| (*n, (*p).to_owned())));
+    for (name, path) in pages {
+        c.goto(&format!("{}{path}", b.origin)).await.expect("open");
+        let widths = c
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth]",
+                vec![],
+            )
+            .await
+            .expect("measure");
+        let (scroll, inner) = (widths[0].as_u64().unwrap_or(0), widths[1].as_u64().unwrap_or(0));
+        assert!(
+            inner > 0 && scroll <= inner,
+            "{name}: {scroll} px wide in a {inner} px window"
+        );
+    }
+    c.clone().close().await.expect("close");
+}
+
+#[actix_web::test]
+async fn without_javascript_sign_out_and_ending_a_session_work() {
+    let Some(b) = start_with(&[], 390, false).await else {
+        return;
+    };
+    let c = &b.client;
+    // Another browser of Alice's, to end from this one.
+    sign_in(&b.origin).await;
+    sign_in_by_clicking(c, &b.origin).await;
+    c.goto(&format!("{}/sessions", b.origin)).await.expect("sessions");
+    c.find(Locator::Css("a.end-session"))
+        .await
+        .expect("End…")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#confirm-end"))
+        .await
+        .expect("asked first")
+        .click()
+        .await
+        .expect("confirm");
+    let notice = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#ended-notice"))
+        .await
+        .expect("back on the list");
+    assert_eq!(notice.text().await.expect("text"), "One session was ended.");
+    c.find(Locator::Css("#signout"))
+        .await
+        .expect("Sign out")
+        .click()
+        .await
+        .expect("click");
+    let out = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#signed-out"))
+        .await
+        .expect("the landing page says so");
+    assert_eq!(out.text().await.expect("text"), "You are signed out.");
+    c.clone().close().await.expect("close");
+}
+
+/// Not a check: saves what each page looks like when `SCREENSHOT_DIR` is set.
+#[actix_web::test]
+async fn screenshots_of_every_page() {
+    if std::env::var("SCREENSHOT_DIR").is_err() {
+        return;
+    }
+    for (width, js) in [(1280, true), (390, true), (1280, false), (390, false)] {
+        let Some(b) = start_with(&[], width, js).await else {
+            return;
+        };
+        let c = &b.client;
+        let tag = format!("{width}-{}", if js { "js" } else { "nojs" });
+        c.goto(&format!("{}/", b.origin)).await.expect("landing");
+        screenshot(c, &format!("landing-{tag}")).await;
+        sign_in(&b.origin).await;
+        sign_in_by_clicking(c, &b.origin).await;
+        for (name, path) in PAGES {
+            c.goto(&format!("{}{path}", b.origin)).await.expect("open");
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            screenshot(c, &format!("{name}-{tag}")).await;
+        }
+        c.clone().close().await.expect("close");
+    }
+}
