@@ -180,6 +180,9 @@ pub enum PageError {
     /// Nothing here.
     #[error("page not found")]
     NotFound,
+    /// A sign-in link whose page to return to is not on this site.
+    #[error("the page to return to after sign-in must be a path on this site")]
+    BadReturnTo,
     /// Refused by a policy (a form without its token, from another site).
     #[error("{0}")]
     Forbidden(String),
@@ -238,6 +241,10 @@ pub struct ErrorPage<'a> {
     pub demo: bool,
     /// A link onwards (href, label) besides the start page.
     pub action: Option<(&'a str, &'a str)>,
+    /// The signed-in user's name, when the page knows it (shows the nav).
+    pub name: Option<&'a str>,
+    /// The nav's sign-out form token (with `name`).
+    pub form_token: &'a str,
 }
 
 impl ResponseError for PageError {
@@ -246,6 +253,7 @@ impl ResponseError for PageError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BadReturnTo => StatusCode::BAD_REQUEST,
             Self::SignInFailed { .. } => StatusCode::BAD_REQUEST,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -265,6 +273,7 @@ impl ResponseError for PageError {
             Self::BadRequest(_) => "Something is wrong with this request",
             Self::NotFound => "Page not found",
             Self::Forbidden(_) => "This request was refused",
+            Self::BadReturnTo => "This sign-in link cannot be followed",
             Self::SignInFailed { title, .. } => title,
             Self::RateLimited(_) => "Too many attempts",
             Self::RequestTimeout => "The request took too long",
@@ -276,6 +285,9 @@ impl ResponseError for PageError {
             Self::BadRequest(m) => m.clone(),
             Self::NotFound => "There is nothing at this address.".into(),
             Self::Forbidden(m) => m.clone(),
+            Self::BadReturnTo => {
+                "The page to return to after sign-in must be a path on this site. You can still sign in and go to your dashboard.".into()
+            }
             Self::SignInFailed { message, .. } => (*message).into(),
             Self::RateLimited(secs) => {
                 format!(
@@ -293,6 +305,7 @@ impl ResponseError for PageError {
             Self::SignInFailed { .. } | Self::RateLimited(_) => {
                 Some(("/api/auth/login?returnTo=%2Fdashboard", "Try again"))
             }
+            Self::BadReturnTo => Some(("/api/auth/login?returnTo=%2Fdashboard", "Sign in")),
             _ => None,
         };
         let mut res = html_page_with(status, title, &message, action);
@@ -328,6 +341,8 @@ pub fn html_page_with(
         message,
         demo: ErrorContext::with(|c| c.demo).unwrap_or(false),
         action,
+        name: None,
+        form_token: "",
     };
     match page.render() {
         Ok(body) => HttpResponse::build(status)

@@ -12,7 +12,7 @@ use actix_web::{
 
 use crate::{
     auth, dashboard, demo,
-    error::{html_page, ApiError, ErrorContext, PageError},
+    error::{ApiError, ErrorContext, PageError},
     health, limits, proxy, session,
     state::AppState,
     telemetry::request_id,
@@ -22,6 +22,15 @@ use crate::{
 /// sits behind the session middleware.
 pub fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttle: &limits::SignInThrottle) {
     cfg.configure(health::configure)
+        // Browsers ask for it at the root whatever the page says.
+        .route(
+            "/favicon.ico",
+            web::get().to(|| async {
+                actix_web::HttpResponse::MovedPermanently()
+                    .insert_header(("Location", "/static/img/favicon.svg"))
+                    .finish()
+            }),
+        )
         .service(dashboard::assets::service());
     if let Some(idp) = &state.demo {
         cfg.app_data(web::Data::from(idp.clone()))
@@ -49,13 +58,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttl
                     })),
             )
             .configure(dashboard::configure)
-            .default_service(web::to(|| async {
-                html_page(
-                    actix_web::http::StatusCode::NOT_FOUND,
-                    "Page not found",
-                    "There is nothing at this address.",
-                )
-            })),
+            .default_service(web::to(dashboard::pages::not_found)),
     );
 }
 

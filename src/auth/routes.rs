@@ -35,9 +35,7 @@ pub async fn login(
 ) -> Result<HttpResponse, PageError> {
     let return_to = match query.return_to.as_deref() {
         None => DEFAULT_RETURN_TO,
-        Some(raw) => validate_return_to(raw).ok_or_else(|| {
-            PageError::BadRequest("The page to return to after sign-in must be a path on this site.".into())
-        })?,
+        Some(raw) => validate_return_to(raw).ok_or(PageError::BadReturnTo)?,
     };
     let md = state
         .provider

@@ -249,3 +249,42 @@ pub async fn end_others(
     let n = crate::auth::sessions::end_others_of(&state, &s, &req, &cookie).await?;
     Ok(see_other(&format!("/sessions?ended={n}")))
 }
+
+/// Anything else: a path with a trailing slash goes to the page without it (`/chat/` →
+/// `/chat`); otherwise the 404 page, with the nav for a signed-in user.
+pub async fn not_found(
+    req: HttpRequest,
+    session: MaybeSession,
+    state: actix_web::web::Data<crate::state::AppState>,
+    cookie: Session,
+) -> Result<HttpResponse, PageError> {
+    let path = req.path();
+    if path.len() > 1 && path.ends_with('/') && !path.starts_with("//") {
+        let mut to = path.trim_end_matches('/').to_owned();
+        if !req.query_string().is_empty() {
+            to.push('?');
+            to.push_str(req.query_string());
+        }
+        return Ok(HttpResponse::PermanentRedirect()
+            .insert_header((header::LOCATION, to))
+            .finish());
+    }
+    let form_token = match &session.0 {
+        Some(_) => form_token(&cookie)?,
+        None => String::new(),
+    };
+    let page = crate::error::ErrorPage {
+        status: 404,
+        title: "Page not found",
+        message: "There is nothing at this address.",
+        demo: state.demo_banner(),
+        action: session.0.as_ref().map(|_| ("/dashboard", "Go to your dashboard")),
+        name: session.0.as_ref().map(|s| s.record.display_name()),
+        form_token: &form_token,
+    };
+    let body = page.render().map_err(|e| PageError::Unexpected(e.into()))?;
+    Ok(HttpResponse::NotFound()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}

@@ -185,6 +185,7 @@ async fn open_redirect_return_to_values_are_refused() {
         assert_eq!(r.status, 400, "{bad}");
         assert!(r.header("location").is_none(), "{bad}");
         assert!(r.text().contains("must be a path on this site"), "{bad}");
+        assert!(r.text().contains("id=\"error-action\""), "a link onwards: {bad}");
     }
 }
 

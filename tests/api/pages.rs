@@ -173,3 +173,37 @@ async fn demo_mode_refuses_a_non_loopback_bind() {
         "{err}"
     );
 }
+
+#[actix_web::test]
+async fn a_signed_in_user_lost_on_a_404_keeps_the_nav_and_a_way_back() {
+    let app = spawn_app().await;
+    let anonymous = app.get("/no-such-page").await;
+    assert_eq!(anonymous.status, 404);
+    assert!(!anonymous.text().contains("id=\"signout\""));
+    app.login_as(0, "/dashboard").await;
+    let page = app.get("/no-such-page").await;
+    assert_eq!(page.status, 404);
+    let body = page.text();
+    assert!(
+        body.contains("id=\"signout\"") && body.contains("Alice Example"),
+        "{body}"
+    );
+    assert!(body.contains("Go to your dashboard"), "{body}");
+}
+
+#[actix_web::test]
+async fn a_trailing_slash_leads_to_the_page_and_favicon_ico_to_the_icon() {
+    let app = spawn_app().await;
+    let r = app.get("/chat/?x=1").await;
+    assert_eq!(r.status, 308);
+    assert_eq!(r.location(), "/chat?x=1");
+    let icon = app.get("/favicon.ico").await;
+    assert_eq!(icon.status, 301);
+    let svg = app.get(&icon.location()).await;
+    assert_eq!(svg.status, 200);
+    assert!(svg
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("image/svg+xml"));
+    assert!(app.get("/").await.text().contains("rel=\"icon\""));
+}

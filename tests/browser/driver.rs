@@ -69,9 +69,9 @@ pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) ->
         .expect("chromedriver starts");
     let profile = std::env::temp_dir().join(format!("taskflow-bff-chrome-{}", uuid::Uuid::new_v4()));
     let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
+    // Chromium keeps windows at least 500 px wide: narrower screens are emulated (with
+    // JavaScript on only: chromedriver's clicks hang in emulation without it).
+    let mut options = serde_json::json!({
             "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -80,8 +80,12 @@ pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) ->
                 format!("--user-data-dir={}", profile.display()),
             ],
             "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
-        }),
-    );
+    });
+    if width < 500 && javascript {
+        options["mobileEmulation"] =
+            serde_json::json!({ "deviceMetrics": { "width": width, "height": 800, "pixelRatio": 1.0 } });
+    }
+    caps.insert("goog:chromeOptions".into(), options);
     let mut last_err = None;
     for _ in 0..50 {
         let builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
