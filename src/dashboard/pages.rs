@@ -29,6 +29,7 @@ struct Dashboard<'a> {
 #[template(path = "chat.html")]
 struct Chat<'a> {
     form_token: String,
+    user: &'a str,
     demo: bool,
     name: &'a str,
     domain_key: &'a str,
@@ -125,6 +126,7 @@ pub async fn chat(
         demo: state.demo_banner(),
         form_token,
         name: r.display_name(),
+        user: &r.sub,
         domain_key: &state.settings.chat.domain_key,
         script_url: &state.settings.chat.script_url,
     })

@@ -20,3 +20,12 @@ document.querySelectorAll("time[datetime]").forEach((t) => {
   const d = new Date(t.getAttribute("datetime"));
   if (!Number.isNaN(d.getTime())) t.title = d.toLocaleString();
 });
+
+// Signing out forgets this tab's chat state (the next user of the tab starts clean).
+document.addEventListener("submit", (event) => {
+  if (event.target.matches("form[action='/signout']")) {
+    for (const key of Object.keys(sessionStorage)) {
+      if (key.startsWith("taskflow.chat.")) sessionStorage.removeItem(key);
+    }
+  }
+});

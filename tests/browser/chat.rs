@@ -73,7 +73,12 @@ async fn chat_answer_streams_in_word_by_word() {
         "the answer grew over several observations: {seen:?}"
     );
 
-    // A second message goes to the same thread.
+    // A second message goes to the same thread, once the first answer has ended (Send is
+    // busy until then).
+    wait()
+        .for_element(Locator::Css("#chat-send:not([disabled])"))
+        .await
+        .expect("Send available again");
     let input = c.find(Locator::Css("#chat-input")).await.expect("input");
     input.send_keys("again").await.expect("type");
     c.find(Locator::Css("#chat-send"))
@@ -95,12 +100,89 @@ async fn chat_answer_streams_in_word_by_word() {
         if second == "You said: again" {
             break;
         }
+        if std::time::Instant::now() > deadline {
+            let state = c
+                .execute("return document.getElementById('chat').innerHTML", vec![])
+                .await
+                .expect("script");
+            panic!("second answer, got {second:?}: {state}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A reload brings the conversation back.
+    c.refresh().await.expect("reload");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let texts = assistant_texts(c).await;
+        if texts == ["You said: hello world", "You said: again"] {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "second answer, got {second:?}"
+            "history after a reload: {texts:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let options = c
+        .find_all(Locator::Css("#thread-list option"))
+        .await
+        .expect("options");
+    assert_eq!(options.len(), 2, "the conversation is listed");
+
+    // New chat starts empty; Stop ends an answer that is still streaming.
+    c.find(Locator::Css("#new-chat"))
+        .await
+        .expect("New chat")
+        .click()
+        .await
+        .expect("click");
+    assert!(assistant_texts(c).await.is_empty());
+    let input = c.find(Locator::Css("#chat-input")).await.expect("input");
+    input
+        .send_keys("one two three four five six seven eight nine ten")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#chat-send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    let stop = wait()
+        .for_element(Locator::Css("#chat-stop:not([hidden])"))
+        .await
+        .expect("Stop while streaming");
+    assert!(
+        !c.find(Locator::Css("#chat-send"))
+            .await
+            .expect("send")
+            .is_enabled()
+            .await
+            .expect("state"),
+        "Send is busy"
+    );
+    stop.click().await.expect("stop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = c
+            .find(Locator::Css("#chat-status"))
+            .await
+            .expect("status")
+            .text()
+            .await
+            .unwrap_or_default();
+        if status == "Stopped." {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "status {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cut = assistant_texts(c).await;
+    assert!(
+        cut.len() == 1 && cut[0] != "You said: one two three four five six seven eight nine ten",
+        "{cut:?}"
+    );
 
     c.find(Locator::Css("#signout"))
         .await
@@ -112,5 +194,25 @@ async fn chat_answer_streams_in_word_by_word() {
         .for_element(Locator::Css("#signin"))
         .await
         .expect("signed out");
+    let left = c
+        .execute(
+            "return Object.keys(sessionStorage).filter(k => k.startsWith('taskflow.chat.')).length",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(left.as_u64(), Some(0), "no chat state survives sign-out");
     b.client.clone().close().await.expect("close");
+}
+
+async fn assistant_texts(c: &fantoccini::Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in c
+        .find_all(Locator::Css(".msg.assistant"))
+        .await
+        .unwrap_or_default()
+    {
+        out.push(e.text().await.unwrap_or_default());
+    }
+    out
 }
