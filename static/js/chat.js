@@ -12,6 +12,8 @@
   const THREAD_KEY = prefix + "thread";
   const DRAFT_KEY = prefix + "draft";
   const loading = document.getElementById("chat-loading");
+  // Shown only where this script runs: without JavaScript the <noscript> note says why.
+  loading.hidden = false;
 
   function contextHeaders() {
     return {
