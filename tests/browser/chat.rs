@@ -202,6 +202,47 @@ async fn chat_answer_streams_in_word_by_word() {
         .await
         .expect("script");
     assert_eq!(left.as_u64(), Some(0), "no chat state survives sign-out");
+
+    // Bob in the same tab chats on a thread of his own.
+    c.goto(&format!("{}/chat", b.origin)).await.expect("open chat");
+    wait()
+        .for_element(Locator::Css("#user-1"))
+        .await
+        .expect("sign-in page")
+        .click()
+        .await
+        .expect("Bob");
+    let input = wait()
+        .for_element(Locator::Css("#chat-input"))
+        .await
+        .expect("chat");
+    // At 1280×720 the input is on screen without scrolling.
+    c.set_window_size(1280, 720).await.expect("resize");
+    let fits = c
+        .execute(
+            "const r = document.getElementById('chat-input').getBoundingClientRect(); return r.bottom <= window.innerHeight && r.top >= 0",
+            vec![],
+        )
+        .await
+        .expect("measure");
+    assert_eq!(fits.as_bool(), Some(true), "the input is visible at 1280x720");
+    assert!(assistant_texts(c).await.is_empty(), "nothing of Alice's");
+    input.send_keys("hi from bob").await.expect("type");
+    c.find(Locator::Css("#chat-send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while assistant_texts(c).await != ["You said: hi from bob"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            assistant_texts(c).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     b.client.clone().close().await.expect("close");
 }
 
