@@ -32,7 +32,14 @@
     return window.bffFetch(input, options);
   }
 
-  /** The widget's script, loaded without blocking the page and given a deadline. */
+  /** The page's own load, so that a hanging widget script cannot keep the document loading. */
+  function loaded() {
+    return document.readyState === "complete"
+      ? Promise.resolve()
+      : new Promise((resolve) => window.addEventListener("load", resolve, { once: true }));
+  }
+
+  /** The widget's script, loaded after the page and given a deadline. */
   function loadWidget() {
     return new Promise((resolve, reject) => {
       if (!cfg.scriptUrl) return reject(new Error("no script URL"));
@@ -306,5 +313,5 @@
     openThread(threadId).then(refreshThreads);
   }
 
-  loadWidget().then(startWidget).catch(startFallback);
+  loaded().then(loadWidget).then(startWidget).catch(startFallback);
 })();

@@ -257,3 +257,93 @@ async fn assistant_texts(c: &fantoccini::Client) -> Vec<String> {
     }
     out
 }
+
+#[actix_web::test]
+async fn a_session_ended_elsewhere_mid_answer_says_signed_out_and_keeps_the_draft() {
+    let Some(b) = crate::driver::start(&[
+        ("CHATKIT_SCRIPT_URL", "http://127.0.0.1:9/chatkit.js"),
+        ("DEMO_WORD_DELAY_MS", "400"),
+        ("STREAM_REVALIDATE_SECS", "1"),
+        ("SESSION_CACHE_MS", "0"),
+    ])
+    .await
+    else {
+        return;
+    };
+    let c = &b.client;
+    let wait = || c.wait().at_most(Duration::from_secs(20));
+    c.goto(&format!("{}/chat", b.origin)).await.expect("open chat");
+    wait()
+        .for_element(Locator::Css("#user-0"))
+        .await
+        .expect("sign-in page")
+        .click()
+        .await
+        .expect("Alice");
+    let input = wait()
+        .for_element(Locator::Css("#chat-input"))
+        .await
+        .expect("chat");
+    input
+        .send_keys("a long question with many many words to answer slowly")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#chat-send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    wait()
+        .for_element(Locator::Css("#chat-stop:not([hidden])"))
+        .await
+        .expect("streaming");
+    // Alice, on another device, signs out everywhere else: this browser's session ends.
+    let other = crate::binary::sign_in(&b.origin).await;
+    let ended = awc::Client::default()
+        .post(format!("{}/api/auth/sessions/end-others", b.origin))
+        .insert_header(("Cookie", other))
+        .insert_header(("Origin", b.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .send()
+        .await
+        .expect("end others");
+    assert_eq!(ended.status().as_u16(), 200);
+    let status = wait()
+        .for_element(Locator::Css("#chat-status a"))
+        .await
+        .expect("a sign-in link");
+    assert_eq!(status.text().await.expect("text"), "Sign in again");
+    let said = c
+        .find(Locator::Css("#chat-status"))
+        .await
+        .expect("status")
+        .text()
+        .await
+        .expect("text");
+    assert!(said.starts_with("You were signed out"), "{said}");
+    // The draft survives the sign-in.
+    c.find(Locator::Css("#chat-input"))
+        .await
+        .expect("input")
+        .send_keys("my draft")
+        .await
+        .expect("type");
+    status.click().await.expect("sign in again");
+    wait()
+        .for_element(Locator::Css("#user-0"))
+        .await
+        .expect("sign-in page")
+        .click()
+        .await
+        .expect("Alice");
+    let input = wait()
+        .for_element(Locator::Css("#chat-input"))
+        .await
+        .expect("chat again");
+    assert_eq!(
+        input.prop("value").await.expect("value").as_deref(),
+        Some("my draft")
+    );
+    b.client.clone().close().await.expect("close");
+}
