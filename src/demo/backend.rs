@@ -20,6 +20,8 @@ pub struct DemoBackend {
     word_delay: Duration,
     threads: Mutex<HashMap<String, Thread>>,
     attachments: Mutex<HashMap<String, Value>>,
+    /// Answers whose client went away before the end (Stop, a closed tab).
+    cancelled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Thread {
@@ -36,6 +38,7 @@ impl DemoBackend {
             word_delay,
             threads: Mutex::default(),
             attachments: Mutex::default(),
+            cancelled: Arc::default(),
         }
     }
 }
@@ -48,7 +51,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/chatkit/attachments/{id}/upload",
             web::post().to(upload_two_phase),
         )
-        .route("/api/tasks", web::get().to(tasks));
+        .route("/api/tasks", web::get().to(tasks))
+        .route("/demo/stats", web::get().to(stats));
 }
 
 /// The demo backend, listening on a loopback port of its own.
@@ -106,12 +110,41 @@ fn caller(req: &HttpRequest, idp: &DemoIdp) -> Option<String> {
     idp.verify_bearer(token)
 }
 
-fn sse(events: Vec<Value>, delay: Duration) -> HttpResponse {
+/// Counts an answer as cancelled when its stream is dropped before its last event, as a
+/// ChatKit server notices a client that went away (and saves the partial reply).
+struct Cancelled {
+    counter: Arc<std::sync::atomic::AtomicU64>,
+    finished: bool,
+}
+
+impl Drop for Cancelled {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("demo backend: the client cancelled an answer");
+        }
+    }
+}
+
+fn sse(events: Vec<Value>, delay: Duration, cancelled: Arc<std::sync::atomic::AtomicU64>) -> HttpResponse {
+    let last = events.len().saturating_sub(1);
+    let mut guard = Cancelled {
+        counter: cancelled,
+        finished: events.is_empty(),
+    };
     let body = stream::iter(events.into_iter().enumerate()).then(move |(i, e)| async move {
         if i > 0 {
             actix_web::rt::time::sleep(delay).await;
         }
-        Ok::<_, std::io::Error>(Bytes::from(format!("data: {e}\n\n")))
+        Ok::<_, std::io::Error>((i, Bytes::from(format!("data: {e}\n\n"))))
+    });
+    let body = body.map(move |r| {
+        r.map(|(i, bytes)| {
+            if i == last {
+                guard.finished = true;
+            }
+            bytes
+        })
     });
     HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -215,7 +248,7 @@ async fn chatkit(
             created["items"] = json!({ "data": [], "has_more": false, "after": null });
             events.insert(0, json!({ "type": "thread.created", "thread": created }));
             backend.threads.lock().unwrap_or_else(|p| p.into_inner()).insert(id, thread);
-            sse(events, delay)
+            sse(events, delay, backend.cancelled.clone())
         }
         "threads.add_user_message" => {
             let id = params["thread_id"].as_str().unwrap_or("").to_owned();
@@ -240,7 +273,7 @@ async fn chatkit(
                 });
                 return HttpResponse::Ok().content_type("text/event-stream").streaming(failing);
             }
-            sse(events, delay)
+            sse(events, delay, backend.cancelled.clone())
         }
         "threads.list" => {
             let threads = backend.threads.lock().unwrap_or_else(|p| p.into_inner());
@@ -358,4 +391,11 @@ async fn tasks(req: HttpRequest, idp: web::Data<DemoIdp>) -> HttpResponse {
         { "id": 1, "title": "Try the chat", "done": false },
         { "id": 2, "title": "Sign in with a real provider", "done": false },
     ] }))
+}
+
+/// `GET /demo/stats`: what the demo backend noticed (for tests and the curious).
+async fn stats(backend: web::Data<DemoBackend>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "cancelled_answers": backend.cancelled.load(std::sync::atomic::Ordering::Relaxed),
+    }))
 }

@@ -178,6 +178,24 @@ async fn chat_answer_streams_in_word_by_word() {
         assert!(std::time::Instant::now() < deadline, "status {status:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The backend saw the answer cancelled (the BFF dropped the upstream request).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stats = awc::Client::default()
+            .get(format!("{}/demo/stats", b.backend))
+            .send()
+            .await
+            .expect("stats");
+        let j: serde_json::Value = stats.json().await.expect("json");
+        if j["cancelled_answers"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backend never saw the cancel: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let cut = assistant_texts(c).await;
     assert!(
         cut.len() == 1 && cut[0] != "You said: one two three four five six seven eight nine ten",
@@ -243,6 +261,49 @@ async fn chat_answer_streams_in_word_by_word() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Answers are Markdown with HTML escaped: markup in the text stays text.
+    wait()
+        .for_element(Locator::Css("#chat-send:not([disabled])"))
+        .await
+        .expect("Send available again");
+    let input = c.find(Locator::Css("#chat-input")).await.expect("input");
+    input
+        .send_keys("<img src=x onerror=alert(1)> **bold** `code`")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#chat-send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c
+        .find_all(Locator::Css(".msg.assistant code"))
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            assistant_texts(c).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        c.find_all(Locator::Css(".msg img"))
+            .await
+            .expect("query")
+            .is_empty(),
+        "no HTML from text"
+    );
+    assert!(!c
+        .find_all(Locator::Css(".msg.assistant strong"))
+        .await
+        .expect("query")
+        .is_empty());
     b.client.clone().close().await.expect("close");
 }
 

@@ -12,6 +12,8 @@ use taskflow_bff::{config::Settings, startup::Application};
 pub struct Browser {
     pub client: Client,
     pub origin: String,
+    /// The demo backend's base URL.
+    pub backend: String,
     driver: Child,
     profile: std::path::PathBuf,
     data: std::path::PathBuf,
@@ -58,6 +60,13 @@ pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) ->
         .await
         .expect("app");
     let origin = app.state().origin().to_owned();
+    let backend = app
+        .state()
+        .routes
+        .backend
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
     actix_web::rt::spawn(app.run_until_stopped());
 
     let port = crate::binary::free_port();
@@ -81,6 +90,10 @@ pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) ->
             ],
             "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
     });
+    caps.insert(
+        "goog:loggingPrefs".into(),
+        serde_json::json!({ "browser": "ALL" }),
+    );
     if width < 500 && javascript {
         options["mobileEmulation"] =
             serde_json::json!({ "deviceMetrics": { "width": width, "height": 800, "pixelRatio": 1.0 } });
@@ -97,6 +110,7 @@ pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) ->
                 return Some(Browser {
                     client,
                     origin,
+                    backend,
                     driver,
                     profile,
                     data,
@@ -107,4 +121,35 @@ pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) ->
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("cannot start a WebDriver session: {last_err:?}");
+}
+
+/// chromedriver's browser console log since the last read (`goog:loggingPrefs` is set).
+#[derive(Debug)]
+struct ConsoleLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for ConsoleLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// Console messages at SEVERE level (script errors, CSP violations, failed loads) since the
+/// last call, except those mentioning `ignore` (a resource known to be unreachable here).
+pub async fn console_errors(c: &Client, ignore: &str) -> Vec<String> {
+    let log = c.issue_cmd(ConsoleLog).await.expect("console log");
+    log.as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|e| e["level"] == "SEVERE")
+                .filter_map(|e| e["message"].as_str())
+                .filter(|m| !m.contains(ignore))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
