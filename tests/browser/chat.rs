@@ -18,13 +18,7 @@ async fn chat_answer_streams_in_word_by_word() {
     let c = &b.client;
     let wait = || c.wait().at_most(Duration::from_secs(20));
     c.goto(&format!("{}/chat", b.origin)).await.expect("open chat");
-    wait()
-        .for_element(Locator::Css("#user-0"))
-        .await
-        .expect("sign-in page")
-        .click()
-        .await
-        .expect("Alice");
+    crate::driver::pick_user(c, 0).await;
 
     let input = wait()
         .for_element(Locator::Css("#chat-input"))
@@ -223,13 +217,7 @@ async fn chat_answer_streams_in_word_by_word() {
 
     // Bob in the same tab chats on a thread of his own.
     c.goto(&format!("{}/chat", b.origin)).await.expect("open chat");
-    wait()
-        .for_element(Locator::Css("#user-1"))
-        .await
-        .expect("sign-in page")
-        .click()
-        .await
-        .expect("Bob");
+    crate::driver::pick_user(c, 1).await;
     let input = wait()
         .for_element(Locator::Css("#chat-input"))
         .await
@@ -334,13 +322,7 @@ async fn a_session_ended_elsewhere_mid_answer_says_signed_out_and_keeps_the_draf
     let c = &b.client;
     let wait = || c.wait().at_most(Duration::from_secs(20));
     c.goto(&format!("{}/chat", b.origin)).await.expect("open chat");
-    wait()
-        .for_element(Locator::Css("#user-0"))
-        .await
-        .expect("sign-in page")
-        .click()
-        .await
-        .expect("Alice");
+    crate::driver::pick_user(c, 0).await;
     let input = wait()
         .for_element(Locator::Css("#chat-input"))
         .await
@@ -391,13 +373,7 @@ async fn a_session_ended_elsewhere_mid_answer_says_signed_out_and_keeps_the_draf
         .await
         .expect("type");
     status.click().await.expect("sign in again");
-    wait()
-        .for_element(Locator::Css("#user-0"))
-        .await
-        .expect("sign-in page")
-        .click()
-        .await
-        .expect("Alice");
+    crate::driver::pick_user(c, 0).await;
     let input = wait()
         .for_element(Locator::Css("#chat-input"))
         .await

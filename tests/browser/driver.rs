@@ -153,3 +153,15 @@ pub async fn console_errors(c: &Client, ignore: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// On the demo provider's page: waits for it, then picks demo user `n` (0 Alice, 1 Bob).
+pub async fn pick_user(c: &Client, n: usize) {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(fantoccini::Locator::Css(&format!("#user-{n}")))
+        .await
+        .expect("the demo provider's sign-in page")
+        .click()
+        .await
+        .expect("pick a user");
+}

@@ -21,14 +21,7 @@ async fn sign_in_by_clicking(c: &Client, origin: &str) {
         .click()
         .await
         .expect("click");
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#user-0"))
-        .await
-        .expect("the provider's page")
-        .click()
-        .await
-        .expect("pick Alice");
+    crate::driver::pick_user(c, 0).await;
     c.wait()
         .at_most(Duration::from_secs(20))
         .for_element(Locator::Css("#greeting-name"))
