@@ -153,6 +153,22 @@ async fn screenshots_of_every_page() {
             tokio::time::sleep(Duration::from_millis(700)).await;
             screenshot(c, &format!("{name}-{tag}")).await;
         }
+        c.goto(&format!("{}/sessions", b.origin)).await.expect("sessions");
+        c.find(Locator::Css("a.end-session"))
+            .await
+            .expect("End…")
+            .click()
+            .await
+            .expect("click");
+        screenshot(c, &format!("end-session-{tag}")).await;
+        c.find(Locator::Css("#signout"))
+            .await
+            .expect("Sign out")
+            .click()
+            .await
+            .expect("click");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        screenshot(c, &format!("signed-out-{tag}")).await;
         c.clone().close().await.expect("close");
     }
 }
