@@ -1,6 +1,6 @@
 //! Every page as users see it: no sideways scrolling at 360 px, and the core actions
-//! (sign out, end another session) with JavaScript turned off. With `SCREENSHOT_DIR` set,
-//! each page is saved as a PNG (1280 and 390 px wide, JavaScript on and off; without
+//! (sign out, end another session) with JavaScript turned off. An ignored test saves each
+//! page as a PNG into `SCREENSHOT_DIR` (1280 and 390 px wide, JavaScript on and off; without
 //! JavaScript Chromium's narrowest window is 500 px) for a person to look at.
 
 use std::time::Duration;
@@ -132,10 +132,13 @@ async fn without_javascript_sign_out_and_ending_a_session_work() {
     c.clone().close().await.expect("close");
 }
 
-/// Not a check: saves what each page looks like when `SCREENSHOT_DIR` is set.
+/// Not a check but a tool, so ignored by default: saves what each page looks like.
+/// `SCREENSHOT_DIR=/tmp/shots cargo test --test browser -- --ignored screenshots`
 #[actix_web::test]
+#[ignore = "a tool for people to look at pages, not a check"]
 async fn screenshots_of_every_page() {
     if std::env::var("SCREENSHOT_DIR").is_err() {
+        eprintln!("set SCREENSHOT_DIR to a folder for the screenshots");
         return;
     }
     for (width, js) in [(1280, true), (390, true), (1280, false), (390, false)] {
