@@ -335,7 +335,7 @@ pub fn html_page_with(
     message: &str,
     action: Option<(&str, &str)>,
 ) -> HttpResponse {
-    let page = ErrorPage {
+    ErrorPage {
         status: status.as_u16(),
         title,
         message,
@@ -343,17 +343,25 @@ pub fn html_page_with(
         action,
         name: None,
         form_token: "",
-    };
-    match page.render() {
-        Ok(body) => HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .insert_header(("Cache-Control", "no-store"))
-            .body(body),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot render the error page");
-            HttpResponse::build(status)
-                .content_type("text/plain")
-                .body(title.to_owned())
+    }
+    .respond()
+}
+
+impl ErrorPage<'_> {
+    /// The page as an uncacheable response with its status (plain text if it cannot render).
+    pub fn respond(&self) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match self.render() {
+            Ok(body) => HttpResponse::build(status)
+                .content_type("text/html; charset=utf-8")
+                .insert_header(("Cache-Control", "no-store"))
+                .body(body),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render the error page");
+                HttpResponse::build(status)
+                    .content_type("text/plain")
+                    .body(self.title.to_owned())
+            }
         }
     }
 }

@@ -275,7 +275,7 @@ pub async fn not_found(
         Some(_) => form_token(&cookie)?,
         None => String::new(),
     };
-    let page = crate::error::ErrorPage {
+    Ok(crate::error::ErrorPage {
         status: 404,
         title: "Page not found",
         message: "There is nothing at this address.",
@@ -283,10 +283,6 @@ pub async fn not_found(
         action: session.0.as_ref().map(|_| ("/dashboard", "Go to your dashboard")),
         name: session.0.as_ref().map(|s| s.record.display_name()),
         form_token: &form_token,
-    };
-    let body = page.render().map_err(|e| PageError::Unexpected(e.into()))?;
-    Ok(HttpResponse::NotFound()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body))
+    }
+    .respond())
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 
+use crate::driver::{click, pick_user, wait_for};
+
 #[actix_web::test]
 async fn chat_answer_streams_in_word_by_word() {
     // An unreachable widget script makes the page use its built-in client, as offline installs do.
@@ -18,7 +20,7 @@ async fn chat_answer_streams_in_word_by_word() {
     let c = &b.client;
     let wait = || c.wait().at_most(Duration::from_secs(20));
     c.goto(&format!("{}/chat", b.origin)).await.expect("open chat");
-    crate::driver::pick_user(c, 0).await;
+    pick_user(c, 0).await;
 
     let input = wait()
         .for_element(Locator::Css("#chat-input"))
@@ -30,12 +32,7 @@ async fn chat_answer_streams_in_word_by_word() {
         "returned to the chat"
     );
     input.send_keys("hello world").await.expect("type");
-    c.find(Locator::Css("#chat-send"))
-        .await
-        .expect("send")
-        .click()
-        .await
-        .expect("click");
+    click(c, "#chat-send").await;
 
     // Observe the answer several times while it streams: it must grow, then be complete.
     let mut seen: Vec<String> = Vec::new();
@@ -75,12 +72,7 @@ async fn chat_answer_streams_in_word_by_word() {
         .expect("Send available again");
     let input = c.find(Locator::Css("#chat-input")).await.expect("input");
     input.send_keys("again").await.expect("type");
-    c.find(Locator::Css("#chat-send"))
-        .await
-        .expect("send")
-        .click()
-        .await
-        .expect("click");
+    click(c, "#chat-send").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let all = c
@@ -137,12 +129,7 @@ async fn chat_answer_streams_in_word_by_word() {
         .send_keys("one two three four five six seven eight nine ten")
         .await
         .expect("type");
-    c.find(Locator::Css("#chat-send"))
-        .await
-        .expect("send")
-        .click()
-        .await
-        .expect("click");
+    click(c, "#chat-send").await;
     let stop = wait()
         .for_element(Locator::Css("#chat-stop:not([hidden])"))
         .await
@@ -196,16 +183,8 @@ async fn chat_answer_streams_in_word_by_word() {
         "{cut:?}"
     );
 
-    c.find(Locator::Css("#signout"))
-        .await
-        .expect("Sign out")
-        .click()
-        .await
-        .expect("click");
-    wait()
-        .for_element(Locator::Css("#signin"))
-        .await
-        .expect("signed out");
+    click(c, "#signout").await;
+    wait_for(c, "#signin").await;
     let left = c
         .execute(
             "return Object.keys(sessionStorage).filter(k => k.startsWith('taskflow.chat.')).length",
@@ -217,7 +196,7 @@ async fn chat_answer_streams_in_word_by_word() {
 
     // Bob in the same tab chats on a thread of his own.
     c.goto(&format!("{}/chat", b.origin)).await.expect("open chat");
-    crate::driver::pick_user(c, 1).await;
+    pick_user(c, 1).await;
     let input = wait()
         .for_element(Locator::Css("#chat-input"))
         .await
@@ -234,12 +213,7 @@ async fn chat_answer_streams_in_word_by_word() {
     assert_eq!(fits.as_bool(), Some(true), "the input is visible at 1280x720");
     assert!(assistant_texts(c).await.is_empty(), "nothing of Alice's");
     input.send_keys("hi from bob").await.expect("type");
-    c.find(Locator::Css("#chat-send"))
-        .await
-        .expect("send")
-        .click()
-        .await
-        .expect("click");
+    click(c, "#chat-send").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while assistant_texts(c).await != ["You said: hi from bob"] {
         assert!(
@@ -259,12 +233,7 @@ async fn chat_answer_streams_in_word_by_word() {
         .send_keys("<img src=x onerror=alert(1)> **bold** `code`")
         .await
         .expect("type");
-    c.find(Locator::Css("#chat-send"))
-        .await
-        .expect("send")
-        .click()
-        .await
-        .expect("click");
+    click(c, "#chat-send").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while c
         .find_all(Locator::Css(".msg.assistant code"))
@@ -322,7 +291,7 @@ async fn a_session_ended_elsewhere_mid_answer_says_signed_out_and_keeps_the_draf
     let c = &b.client;
     let wait = || c.wait().at_most(Duration::from_secs(20));
     c.goto(&format!("{}/chat", b.origin)).await.expect("open chat");
-    crate::driver::pick_user(c, 0).await;
+    pick_user(c, 0).await;
     let input = wait()
         .for_element(Locator::Css("#chat-input"))
         .await
@@ -331,12 +300,7 @@ async fn a_session_ended_elsewhere_mid_answer_says_signed_out_and_keeps_the_draf
         .send_keys("a long question with many many words to answer slowly")
         .await
         .expect("type");
-    c.find(Locator::Css("#chat-send"))
-        .await
-        .expect("send")
-        .click()
-        .await
-        .expect("click");
+    click(c, "#chat-send").await;
     wait()
         .for_element(Locator::Css("#chat-stop:not([hidden])"))
         .await
@@ -373,7 +337,7 @@ async fn a_session_ended_elsewhere_mid_answer_says_signed_out_and_keeps_the_draf
         .await
         .expect("type");
     status.click().await.expect("sign in again");
-    crate::driver::pick_user(c, 0).await;
+    pick_user(c, 0).await;
     let input = wait()
         .for_element(Locator::Css("#chat-input"))
         .await

@@ -85,7 +85,7 @@ pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) ->
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--disable-quic", format!("--window-size={width},900"),
+                "--no-first-run", "--disable-quic", format!("--window-size={width},800"),
                 format!("--user-data-dir={}", profile.display()),
             ],
             "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
@@ -96,7 +96,7 @@ pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) ->
     );
     if width < 500 && javascript {
         options["mobileEmulation"] =
-            serde_json::json!({ "deviceMetrics": { "width": width, "height": 800, "pixelRatio": 1.0 } });
+            serde_json::json!({ "deviceMetrics": { "width": width, "height": 844, "pixelRatio": 1.0 } });
     }
     caps.insert("goog:chromeOptions".into(), options);
     let mut last_err = None;
@@ -154,14 +154,25 @@ pub async fn console_errors(c: &Client, ignore: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// On the demo provider's page: waits for it, then picks demo user `n` (0 Alice, 1 Bob).
-pub async fn pick_user(c: &Client, n: usize) {
+/// Waits up to 20 s for the element `css` names.
+pub async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.wait()
         .at_most(Duration::from_secs(20))
-        .for_element(fantoccini::Locator::Css(&format!("#user-{n}")))
+        .for_element(fantoccini::Locator::Css(css))
         .await
-        .expect("the demo provider's sign-in page")
+        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
+}
+
+/// Waits for the element `css` names and clicks it.
+pub async fn click(c: &Client, css: &str) {
+    wait_for(c, css)
+        .await
         .click()
         .await
-        .expect("pick a user");
+        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+}
+
+/// On the demo provider's page: picks demo user `n` (0 Alice, 1 Bob).
+pub async fn pick_user(c: &Client, n: usize) {
+    click(c, &format!("#user-{n}")).await;
 }

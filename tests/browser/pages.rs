@@ -5,28 +5,19 @@
 
 use std::time::Duration;
 
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 
 use crate::{
     binary::sign_in,
-    driver::{console_errors, start_with},
+    driver::{click, console_errors, pick_user, start_with, wait_for},
 };
 
 /// Signs in as Alice by clicking through the demo provider; works without JavaScript.
 async fn sign_in_by_clicking(c: &Client, origin: &str) {
     c.goto(&format!("{origin}/")).await.expect("open landing");
-    c.find(Locator::Css("#signin"))
-        .await
-        .expect("Sign in")
-        .click()
-        .await
-        .expect("click");
-    crate::driver::pick_user(c, 0).await;
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#greeting-name"))
-        .await
-        .expect("the dashboard");
+    click(c, "#signin").await;
+    pick_user(c, 0).await;
+    wait_for(c, "#greeting-name").await;
 }
 
 async fn screenshot(c: &Client, name: &str) {
@@ -95,39 +86,12 @@ async fn without_javascript_sign_out_and_ending_a_session_work() {
     sign_in(&b.origin).await;
     sign_in_by_clicking(c, &b.origin).await;
     c.goto(&format!("{}/sessions", b.origin)).await.expect("sessions");
-    c.find(Locator::Css("a.end-session"))
-        .await
-        .expect("End…")
-        .click()
-        .await
-        .expect("click");
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#confirm-end"))
-        .await
-        .expect("asked first")
-        .click()
-        .await
-        .expect("confirm");
-    let notice = c
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#ended-notice"))
-        .await
-        .expect("back on the list");
+    click(c, "a.end-session").await;
+    click(c, "#confirm-end").await;
+    let notice = wait_for(c, "#ended-notice").await;
     assert_eq!(notice.text().await.expect("text"), "One session was ended.");
-    c.find(Locator::Css("#signout"))
-        .await
-        .expect("Sign out")
-        .click()
-        .await
-        .expect("click");
-    let out = c
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#signed-out"))
-        .await
-        .expect("the landing page says so");
+    click(c, "#signout").await;
+    let out = wait_for(c, "#signed-out").await;
     assert_eq!(out.text().await.expect("text"), "You are signed out.");
     c.clone().close().await.expect("close");
 }
@@ -157,19 +121,9 @@ async fn screenshots_of_every_page() {
             screenshot(c, &format!("{name}-{tag}")).await;
         }
         c.goto(&format!("{}/sessions", b.origin)).await.expect("sessions");
-        c.find(Locator::Css("a.end-session"))
-            .await
-            .expect("End…")
-            .click()
-            .await
-            .expect("click");
+        click(c, "a.end-session").await;
         screenshot(c, &format!("end-session-{tag}")).await;
-        c.find(Locator::Css("#signout"))
-            .await
-            .expect("Sign out")
-            .click()
-            .await
-            .expect("click");
+        click(c, "#signout").await;
         tokio::time::sleep(Duration::from_millis(700)).await;
         screenshot(c, &format!("signed-out-{tag}")).await;
         c.clone().close().await.expect("close");
