@@ -206,6 +206,22 @@ pub struct DemoSettings {
     pub token_ttl: Duration,
     /// Pause between two streamed words of the demo backend.
     pub word_delay: Duration,
+    /// The demo backend's SQLite database (`DEMO_DATABASE_URL`; by default beside the
+    /// session database when that is SQLite, else `data/demo-backend.db`).
+    pub database_url: String,
+}
+
+/// `sqlite://dir/x.db` → `sqlite://dir/demo-backend.db`; other stores → `data/`.
+fn demo_database_beside(database_url: &str) -> String {
+    let file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|path| *path != ":memory:");
+    match file.and_then(|f| std::path::Path::new(f).parent()) {
+        Some(dir) if !dir.as_os_str().is_empty() => format!("sqlite://{}/demo-backend.db", dir.display()),
+        _ => "sqlite://data/demo-backend.db".into(),
+    }
 }
 
 impl Settings {
@@ -311,6 +327,11 @@ impl Settings {
         {
             return Err(ConfigError::new("DATABASE_URL", "a sqlite: or postgres:// URL"));
         }
+        let demo_database_url = match get("DEMO_DATABASE_URL") {
+            Some(u) if u.starts_with("sqlite:") => u.to_owned(),
+            Some(_) => return Err(ConfigError::new("DEMO_DATABASE_URL", "a sqlite: URL")),
+            None => demo_database_beside(&database_url),
+        };
         let redis_url = match get("SESSION_STORE") {
             None | Some("database") => None,
             Some("redis") => Some(
@@ -471,6 +492,7 @@ impl Settings {
             demo: DemoSettings {
                 token_ttl: secs(&get, "DEMO_TOKEN_TTL_SECS", 300)?,
                 word_delay: millis(&get, "DEMO_WORD_DELAY_MS", 120)?,
+                database_url: demo_database_url,
             },
         })
     }

@@ -180,6 +180,9 @@ pub enum PageError {
     /// Nothing here.
     #[error("page not found")]
     NotFound,
+    /// The page needs a signed-in user: sign in, then come back to the given path.
+    #[error("sign in first")]
+    SignIn(String),
     /// A sign-in link whose page to return to is not on this site.
     #[error("the page to return to after sign-in must be a path on this site")]
     BadReturnTo,
@@ -237,14 +240,10 @@ pub struct ErrorPage<'a> {
     pub title: &'a str,
     /// Explanation for the user.
     pub message: &'a str,
-    /// Whether demo mode is on (shows the banner).
-    pub demo: bool,
     /// A link onwards (href, label) besides the start page.
     pub action: Option<(&'a str, &'a str)>,
-    /// The signed-in user's name, when the page knows it (shows the nav).
-    pub name: Option<&'a str>,
-    /// The nav's sign-out form token (with `name`).
-    pub form_token: &'a str,
+    /// The page's frame: the banner, and the nav when the page knows the user.
+    pub shell: crate::dashboard::shell::Shell<'a>,
 }
 
 impl ResponseError for PageError {
@@ -252,6 +251,7 @@ impl ResponseError for PageError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::SignIn(_) => StatusCode::FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadReturnTo => StatusCode::BAD_REQUEST,
             Self::SignInFailed { .. } => StatusCode::BAD_REQUEST,
@@ -265,6 +265,16 @@ impl ResponseError for PageError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        // Not an error: the way to a page for someone not signed in.
+        if let Self::SignIn(back) = self {
+            let q: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("returnTo", back)
+                .finish();
+            return HttpResponse::Found()
+                .insert_header((actix_web::http::header::LOCATION, format!("/api/auth/login?{q}")))
+                .insert_header(("Cache-Control", "no-store"))
+                .finish();
+        }
         if matches!(self, Self::StoreUnavailable(_)) {
             count_store_error();
         }
@@ -272,6 +282,7 @@ impl ResponseError for PageError {
         let title = match self {
             Self::BadRequest(_) => "Something is wrong with this request",
             Self::NotFound => "Page not found",
+            Self::SignIn(_) => "Sign in first",
             Self::Forbidden(_) => "This request was refused",
             Self::BadReturnTo => "This sign-in link cannot be followed",
             Self::SignInFailed { title, .. } => title,
@@ -284,6 +295,7 @@ impl ResponseError for PageError {
         let message = match self {
             Self::BadRequest(m) => m.clone(),
             Self::NotFound => "There is nothing at this address.".into(),
+            Self::SignIn(_) => "Sign in to see this page.".into(),
             Self::Forbidden(m) => m.clone(),
             Self::BadReturnTo => {
                 "The page to return to after sign-in must be a path on this site. You can still sign in and go to your dashboard.".into()
@@ -339,10 +351,8 @@ pub fn html_page_with(
         status: status.as_u16(),
         title,
         message,
-        demo: ErrorContext::with(|c| c.demo).unwrap_or(false),
         action,
-        name: None,
-        form_token: "",
+        shell: crate::dashboard::shell::Shell::public(ErrorContext::with(|c| c.demo).unwrap_or(false)),
     }
     .respond()
 }

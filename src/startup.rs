@@ -159,7 +159,7 @@ struct Identity {
     demo: Option<(Arc<demo::DemoIdp>, demo::backend::RunningBackend)>,
 }
 
-fn identity(settings: &Settings, origin: &str) -> anyhow::Result<Identity> {
+async fn identity(settings: &Settings, origin: &str) -> anyhow::Result<Identity> {
     if let Some(o) = &settings.oidc {
         return Ok(Identity {
             oidc: o.clone(),
@@ -174,7 +174,7 @@ fn identity(settings: &Settings, origin: &str) -> anyhow::Result<Identity> {
     )?);
     // The demo backend is a server of its own, as a real backend is: the proxy reaches it
     // over loopback HTTP, and its paths are its own (`/chatkit`, `/api/tasks`).
-    let backend = demo::backend::start(idp.clone(), settings.demo.word_delay)?;
+    let backend = demo::backend::start(idp.clone(), settings.demo.word_delay, &settings.demo.database_url).await?;
     let oidc = OidcSettings {
         issuer: Url::parse(&idp.issuer)?,
         client_id: idp.client_id.clone(),
@@ -222,7 +222,7 @@ async fn build_state(
         }
     };
     let keys = Keys::derive(&secret);
-    let Identity { oidc, demo } = identity(&settings, &origin)?;
+    let Identity { oidc, demo } = identity(&settings, &origin).await?;
     let provider = Arc::new(Provider::new(
         oidc,
         format!("{origin}/api/auth/callback"),

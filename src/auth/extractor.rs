@@ -19,6 +19,7 @@ use crate::{
 const TOUCH_EVERY_SECS: i64 = 60;
 
 /// A signed-in request; extraction fails with 401 JSON without a live session.
+#[derive(Clone)]
 pub struct CurrentSession {
     /// SHA-256 of the cookie key: the store's primary key.
     pub key_hash: String,

@@ -176,7 +176,7 @@ pub struct SignOutForm {
 #[derive(askama::Template)]
 #[template(path = "signout.html")]
 struct PostToProvider<'a> {
-    demo: bool,
+    shell: crate::dashboard::shell::Shell<'static>,
     action: &'a str,
     fields: &'a [(&'static str, String)],
 }
@@ -203,7 +203,7 @@ pub async fn signout_form(
     match &out.fields {
         Some(fields) => {
             let page = PostToProvider {
-                demo: state.demo_banner(),
+                shell: crate::dashboard::shell::Shell::public(state.demo_banner()),
                 action: &out.redirect_to,
                 fields,
             };

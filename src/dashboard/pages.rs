@@ -1,72 +1,51 @@
-//! Page handlers and their templates.
+//! The pages besides tasks and projects: landing, chat, sessions, the 404 page.
 
-use actix_web::{http::header, HttpRequest, HttpResponse};
+use actix_web::{
+    http::{header, StatusCode},
+    HttpRequest, HttpResponse,
+};
 use askama::Template;
 
-use actix_session::Session;
-
-use super::{forms::form_token, time::ShownTime};
+use super::{
+    shell::{Shell, SignedIn},
+    time::ShownTime,
+};
 use crate::{auth::extractor::MaybeSession, error::PageError};
 
 #[derive(Template)]
 #[template(path = "landing.html")]
 struct Landing {
-    demo: bool,
+    shell: Shell<'static>,
     signed_out: bool,
-}
-
-#[derive(Template)]
-#[template(path = "dashboard.html")]
-struct Dashboard<'a> {
-    form_token: String,
-    demo: bool,
-    name: &'a str,
-    email: Option<&'a str>,
-    expires: ShownTime,
 }
 
 #[derive(Template)]
 #[template(path = "chat.html")]
 struct Chat<'a> {
-    form_token: String,
-    user: &'a str,
-    demo: bool,
-    name: &'a str,
-    domain_key: &'a str,
-    script_url: &'a str,
+    shell: Shell<'a>,
 }
 
 #[derive(Template)]
 #[template(path = "sessions.html")]
 struct Sessions<'a> {
-    form_token: String,
+    shell: Shell<'a>,
+    form_token: &'a str,
     ended: Option<usize>,
-    demo: bool,
-    name: &'a str,
     sessions: Vec<crate::auth::sessions::SessionView>,
 }
 
 /// Renders a template as an uncacheable HTML page.
 pub fn render(t: &impl Template) -> Result<HttpResponse, PageError> {
+    render_with(StatusCode::OK, t)
+}
+
+/// [`render`] with another status (a form with errors, backend trouble).
+pub fn render_with(status: StatusCode, t: &impl Template) -> Result<HttpResponse, PageError> {
     let body = t.render().map_err(|e| PageError::Unexpected(e.into()))?;
-    Ok(HttpResponse::Ok()
+    Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body))
-}
-
-/// Redirect to sign-in, coming back to the current path.
-pub fn to_login(req: &HttpRequest) -> HttpResponse {
-    let target = match req.uri().path_and_query() {
-        Some(pq) => pq.as_str().to_owned(),
-        None => "/dashboard".to_owned(),
-    };
-    let q: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("returnTo", &target)
-        .finish();
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, format!("/api/auth/login?{q}")))
-        .finish()
 }
 
 /// `GET /`: the landing page, or the dashboard for signed-in users.
@@ -81,7 +60,7 @@ pub async fn landing(
             .finish());
     }
     render(&Landing {
-        demo: state.demo_banner(),
+        shell: Shell::public(state.demo_banner()),
         signed_out: req
             .query_string()
             .split('&')
@@ -89,71 +68,19 @@ pub async fn landing(
     })
 }
 
-/// `GET /dashboard`.
-pub async fn dashboard(
-    req: HttpRequest,
-    session: MaybeSession,
-    state: actix_web::web::Data<crate::state::AppState>,
-    cookie: Session,
-) -> Result<HttpResponse, PageError> {
-    let Some(s) = session.0 else {
-        return Ok(to_login(&req));
-    };
-    let form_token = form_token(&cookie)?;
-    let r = &s.record;
-    render(&Dashboard {
-        demo: state.demo_banner(),
-        form_token,
-        name: r.display_name(),
-        email: r.email.as_deref(),
-        expires: ShownTime::new(r.expires_at.min(r.idle_expires_at), crate::clock::now()),
-    })
-}
-
 /// `GET /chat`: the ChatKit widget, with the built-in client as fallback.
-pub async fn chat(
-    req: HttpRequest,
-    session: MaybeSession,
-    state: actix_web::web::Data<crate::state::AppState>,
-    cookie: Session,
-) -> Result<HttpResponse, PageError> {
-    let Some(s) = session.0 else {
-        return Ok(to_login(&req));
-    };
-    let form_token = form_token(&cookie)?;
-    let r = &s.record;
+pub async fn chat(page: SignedIn) -> Result<HttpResponse, PageError> {
     render(&Chat {
-        demo: state.demo_banner(),
-        form_token,
-        name: r.display_name(),
-        user: &r.sub,
-        domain_key: &state.settings.chat.domain_key,
-        script_url: &state.settings.chat.script_url,
+        shell: page.shell("chat"),
     })
 }
 
 /// `GET /sessions`: the user's active sessions, each with an End button.
-pub async fn sessions(
-    req: HttpRequest,
-    session: MaybeSession,
-    state: actix_web::web::Data<crate::state::AppState>,
-    cookie: Session,
-) -> Result<HttpResponse, PageError> {
-    let Some(s) = session.0 else {
-        return Ok(to_login(&req));
-    };
-    let form_token = form_token(&cookie)?;
-    let list = crate::auth::sessions::list_for(&state, &s)
-        .await
-        .map_err(|e| match e {
-            crate::error::ApiError::StoreUnavailable(e) => PageError::StoreUnavailable(e),
-            other => PageError::Unexpected(other.into()),
-        })?;
-    let r = &s.record;
+pub async fn sessions(req: HttpRequest, page: SignedIn) -> Result<HttpResponse, PageError> {
+    let list = crate::auth::sessions::list_for(&page.state, &page.session).await?;
     render(&Sessions {
-        demo: state.demo_banner(),
-        form_token,
-        name: r.display_name(),
+        shell: page.shell("sessions"),
+        form_token: &page.form_token,
         sessions: list,
         ended: ended_notice(&req),
     })
@@ -170,9 +97,8 @@ fn ended_notice(req: &HttpRequest) -> Option<usize> {
 #[derive(Template)]
 #[template(path = "end_session.html")]
 struct EndSession<'a> {
-    demo: bool,
-    form_token: String,
-    name: &'a str,
+    shell: Shell<'a>,
+    form_token: &'a str,
     id: &'a str,
     device: &'a str,
     last_active: &'a ShownTime,
@@ -184,33 +110,23 @@ pub struct TokenForm {
     form_token: String,
 }
 
-fn see_other(to: &str) -> HttpResponse {
+/// 303 to `to`: a form's answer, so that reloading does not post again.
+pub fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to))
         .finish()
 }
 
 /// `GET /sessions/{id}/end`: asks before ending another device's session.
-pub async fn confirm_end(
-    req: HttpRequest,
-    session: MaybeSession,
-    state: actix_web::web::Data<crate::state::AppState>,
-    cookie: Session,
-    path: actix_web::web::Path<String>,
-) -> Result<HttpResponse, PageError> {
-    let Some(s) = session.0 else {
-        return Ok(to_login(&req));
-    };
-    let form_token = form_token(&cookie)?;
+pub async fn confirm_end(page: SignedIn, path: actix_web::web::Path<String>) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
-    let list = crate::auth::sessions::list_for(&state, &s).await?;
+    let list = crate::auth::sessions::list_for(&page.state, &page.session).await?;
     let Some(target) = list.iter().find(|v| v.id == id && !v.current) else {
         return Err(PageError::NotFound);
     };
     render(&EndSession {
-        demo: state.demo_banner(),
-        form_token,
-        name: s.record.display_name(),
+        shell: page.shell("sessions"),
+        form_token: &page.form_token,
         id: &target.id,
         device: &target.device,
         last_active: &target.last_active,
@@ -220,17 +136,12 @@ pub async fn confirm_end(
 /// `POST /sessions/{id}/end`: ends one of the user's sessions, back to the list.
 pub async fn end_session(
     req: HttpRequest,
-    session: MaybeSession,
-    state: actix_web::web::Data<crate::state::AppState>,
-    cookie: Session,
+    page: SignedIn,
     path: actix_web::web::Path<String>,
     form: actix_web::web::Form<TokenForm>,
 ) -> Result<HttpResponse, PageError> {
-    let Some(s) = session.0 else {
-        return Ok(to_login(&req));
-    };
-    super::forms::check(&req, state.origin(), &cookie, &form.form_token)?;
-    if !crate::auth::sessions::end_one(&state, &s, &req, &cookie, &path.into_inner()).await? {
+    page.check_form(&req, &form.form_token)?;
+    if !crate::auth::sessions::end_one(&page.state, &page.session, &req, &page.cookie, &path.into_inner()).await? {
         return Err(PageError::NotFound);
     }
     Ok(see_other("/sessions?ended=1"))
@@ -239,16 +150,11 @@ pub async fn end_session(
 /// `POST /sessions/end-others`: signs out every other browser, back to the list.
 pub async fn end_others(
     req: HttpRequest,
-    session: MaybeSession,
-    state: actix_web::web::Data<crate::state::AppState>,
-    cookie: Session,
+    page: SignedIn,
     form: actix_web::web::Form<TokenForm>,
 ) -> Result<HttpResponse, PageError> {
-    let Some(s) = session.0 else {
-        return Ok(to_login(&req));
-    };
-    super::forms::check(&req, state.origin(), &cookie, &form.form_token)?;
-    let n = crate::auth::sessions::end_others_of(&state, &s, &req, &cookie).await?;
+    page.check_form(&req, &form.form_token)?;
+    let n = crate::auth::sessions::end_others_of(&page.state, &page.session, &req, &page.cookie).await?;
     Ok(see_other(&format!("/sessions?ended={n}")))
 }
 
@@ -258,7 +164,8 @@ pub async fn not_found(
     req: HttpRequest,
     session: MaybeSession,
     state: actix_web::web::Data<crate::state::AppState>,
-    cookie: Session,
+    client: actix_web::web::Data<crate::proxy::forward::ProxyClient>,
+    cookie: actix_session::Session,
 ) -> Result<HttpResponse, PageError> {
     let path = req.path();
     if path.len() > 1 && path.ends_with('/') && !path.starts_with("//") {
@@ -271,18 +178,26 @@ pub async fn not_found(
             .insert_header((header::LOCATION, to))
             .finish());
     }
-    let form_token = match &session.0 {
-        Some(_) => form_token(&cookie)?,
-        None => String::new(),
+    // The nav for a signed-in user, a bare page for anyone else.
+    let page = match session.0 {
+        Some(session) => Some(SignedIn {
+            form_token: super::forms::form_token(&cookie)?,
+            session,
+            cookie,
+            client: client.clone(),
+            state: state.clone(),
+        }),
+        None => None,
     };
     Ok(crate::error::ErrorPage {
         status: 404,
         title: "Page not found",
         message: "There is nothing at this address.",
-        demo: state.demo_banner(),
-        action: session.0.as_ref().map(|_| ("/dashboard", "Go to your dashboard")),
-        name: session.0.as_ref().map(|s| s.record.display_name()),
-        form_token: &form_token,
+        action: page.as_ref().map(|_| ("/dashboard", "Go to your dashboard")),
+        shell: match &page {
+            Some(p) => p.shell(""),
+            None => Shell::public(state.demo_banner()),
+        },
     }
     .respond())
 }

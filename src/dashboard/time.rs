@@ -2,7 +2,7 @@
 //! JavaScript): "5 minutes ago", "in 7 days", and a full UTC date for a tooltip. The
 //! browser may refine the full date to its own time zone.
 
-use actix_web::cookie::time::{format_description::well_known::Rfc3339, OffsetDateTime};
+use actix_web::cookie::time::{format_description::well_known::Rfc3339, Date, Month, OffsetDateTime};
 
 /// "just now", "5 minutes ago", "in 3 hours", "2 days ago"…, relative to `now`.
 pub fn relative(at: i64, now: i64) -> String {
@@ -81,9 +81,80 @@ impl ShownTime {
     }
 }
 
+/// `YYYY-MM-DD` as a calendar date.
+pub fn parse_date(s: &str) -> Option<Date> {
+    let mut parts = s.splitn(3, '-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let month = Month::try_from(m.parse::<u8>().ok()?).ok()?;
+    Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()
+}
+
+/// Today in UTC (due dates are calendar dates; the browser may refine the words).
+pub fn today() -> Date {
+    OffsetDateTime::now_utc().date()
+}
+
+/// A due date as a page shows it: "today", "tomorrow", "Fri 4 Dec".
+#[derive(Debug, Clone)]
+pub struct DueDate {
+    /// In words.
+    pub text: String,
+    /// `YYYY-MM-DD`.
+    pub machine: String,
+    /// Before today.
+    pub overdue: bool,
+    /// Days from today (negative: past).
+    pub days: i64,
+}
+
+impl DueDate {
+    /// `date` (`YYYY-MM-DD`) as seen on `today`; `None` if it is not a date.
+    pub fn new(date: &str, today: Date) -> Option<Self> {
+        let d = parse_date(date)?;
+        let days = (d - today).whole_days();
+        let text = match days {
+            0 => "today".to_owned(),
+            1 => "tomorrow".to_owned(),
+            -1 => "yesterday".to_owned(),
+            _ => {
+                let weekday = &format!("{}", d.weekday())[..3];
+                let month = &format!("{}", d.month())[..3];
+                if d.year() == today.year() {
+                    format!("{weekday} {} {month}", d.day())
+                } else {
+                    format!("{weekday} {} {month} {}", d.day(), d.year())
+                }
+            }
+        };
+        Some(Self {
+            text,
+            machine: date.to_owned(),
+            overdue: days < 0,
+            days,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn due_dates_read_naturally() {
+        let today = parse_date("2026-12-01").expect("date");
+        let text = |d: &str| DueDate::new(d, today).expect("due").text;
+        assert_eq!(text("2026-12-01"), "today");
+        assert_eq!(text("2026-12-02"), "tomorrow");
+        assert_eq!(text("2026-11-30"), "yesterday");
+        assert_eq!(text("2026-12-04"), "Fri 4 Dec");
+        assert_eq!(text("2027-01-15"), "Fri 15 Jan 2027");
+        assert!(DueDate::new("2026-11-20", today).expect("due").overdue);
+        assert!(!DueDate::new("2026-12-01", today).expect("due").overdue);
+        assert!(DueDate::new("soon", today).is_none());
+    }
 
     #[test]
     fn relative_times_read_naturally() {

@@ -1,5 +1,7 @@
-//! The demo backend: a ChatKit-compatible echo server and a small tasks API. It verifies
-//! the Bearer token against the demo provider's keys and streams its answers word by word.
+//! The demo backend: a ChatKit-compatible assistant and the tasks API (`demo::tasks`). It
+//! verifies the Bearer token against the demo provider's keys and streams its answers word
+//! by word; it echoes what it is told, says which page it was asked from, and adds a task
+//! when asked to ("add a task: buy milk").
 
 use std::{
     collections::HashMap,
@@ -12,16 +14,22 @@ use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 
-use super::DemoIdp;
+use super::{
+    tasks::{Changes, TaskStore},
+    DemoIdp,
+};
 use crate::ids::random_token;
 
-/// State of the echo backend: threads and attachments, per user.
+/// State of the demo backend: threads and attachments per user, and the tasks database.
 pub struct DemoBackend {
     word_delay: Duration,
     threads: Mutex<HashMap<String, Thread>>,
     attachments: Mutex<HashMap<String, Value>>,
     /// Answers whose client went away before the end (Stop, a closed tab).
     cancelled: Arc<std::sync::atomic::AtomicU64>,
+    tasks: TaskStore,
+    /// The page context of the last chat request (for tests and the curious).
+    last_context: Mutex<Value>,
 }
 
 struct Thread {
@@ -32,13 +40,15 @@ struct Thread {
 }
 
 impl DemoBackend {
-    /// An empty backend that waits `word_delay` between streamed words.
-    pub fn new(word_delay: Duration) -> Self {
+    /// A backend without threads that waits `word_delay` between streamed words.
+    pub fn new(word_delay: Duration, tasks: TaskStore) -> Self {
         Self {
             word_delay,
             threads: Mutex::default(),
             attachments: Mutex::default(),
             cancelled: Arc::default(),
+            tasks,
+            last_context: Mutex::new(Value::Null),
         }
     }
 }
@@ -51,7 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/chatkit/attachments/{id}/upload",
             web::post().to(upload_two_phase),
         )
-        .route("/api/tasks", web::get().to(tasks))
+        .configure(super::tasks::configure)
         .route("/demo/stats", web::get().to(stats));
 }
 
@@ -63,15 +73,19 @@ pub struct RunningBackend {
     pub server: actix_web::dev::Server,
 }
 
-/// Binds the demo backend on `127.0.0.1:0`; it trusts tokens of `idp` only.
-pub fn start(idp: Arc<DemoIdp>, word_delay: Duration) -> anyhow::Result<RunningBackend> {
+/// Binds the demo backend on `127.0.0.1:0`, its tasks kept in the SQLite database at
+/// `database_url`; it trusts tokens of `idp` only.
+pub async fn start(idp: Arc<DemoIdp>, word_delay: Duration, database_url: &str) -> anyhow::Result<RunningBackend> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     let port = listener.local_addr()?.port();
-    let backend = web::Data::new(DemoBackend::new(word_delay));
+    let tasks = TaskStore::open(database_url).await?;
+    let store = web::Data::new(tasks.clone());
+    let backend = web::Data::new(DemoBackend::new(word_delay, tasks));
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(web::Data::from(idp.clone()))
             .app_data(backend.clone())
+            .app_data(store.clone())
             .configure(configure)
     })
     .workers(1)
@@ -84,7 +98,8 @@ pub fn start(idp: Arc<DemoIdp>, word_delay: Duration) -> anyhow::Result<RunningB
     })
 }
 
-fn now_iso() -> String {
+/// Now, in RFC 3339.
+pub(super) fn now_iso() -> String {
     actix_web::cookie::time::OffsetDateTime::now_utc()
         .format(&actix_web::cookie::time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -94,13 +109,14 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", &random_token()[..12])
 }
 
-fn unauthorized() -> HttpResponse {
+/// 401 with the error shape of the API.
+pub(super) fn unauthorized() -> HttpResponse {
     HttpResponse::Unauthorized()
         .json(json!({ "error": "invalid_token", "message": "a valid Bearer token is required" }))
 }
 
 /// The caller's subject, from a Bearer token the demo provider issued.
-fn caller(req: &HttpRequest, idp: &DemoIdp) -> Option<String> {
+pub(super) fn caller(req: &HttpRequest, idp: &DemoIdp) -> Option<String> {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)?
@@ -165,9 +181,118 @@ fn input_text(params: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// The streamed events of one turn: the user's message, then the echo word by word.
-fn turn(thread_id: &str, params: &Value) -> (Vec<Value>, Value, Value) {
-    let text = input_text(params);
+/// What the assistant answers to one message, and the change it made to the user's tasks.
+struct Reply {
+    text: String,
+    effect: Option<Value>,
+}
+
+/// The page the user asked from, as the dashboard's context headers tell it.
+struct PageContext {
+    url: Option<String>,
+    title: Option<String>,
+    project: Option<i64>,
+}
+
+impl PageContext {
+    fn of(req: &HttpRequest) -> Self {
+        let text = |n| fwd(req, n).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        Self {
+            url: text("x-page-url"),
+            title: text("x-page-title"),
+            project: fwd(req, "x-project-id").and_then(|v| v.trim().parse().ok()),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "page_url": self.url, "page_title": self.title, "project_id": self.project })
+    }
+}
+
+/// "add a task: buy milk" (or "add task buy milk") → "buy milk".
+fn task_request(text: &str) -> Option<&str> {
+    let lower = text.trim_start().to_ascii_lowercase();
+    let rest = ["add a task", "add task"].iter().find_map(|p| lower.strip_prefix(p))?;
+    let offset = text.len() - rest.len();
+    let title = text[offset..].trim_start_matches([':', ' ']).trim();
+    (!title.is_empty()).then_some(title)
+}
+
+/// The assistant: adds a task when asked to, echoes anything else, and says which page
+/// (and project) it was asked from.
+async fn reply(backend: &DemoBackend, user: &str, text: &str, page: &PageContext) -> Reply {
+    let project_name = match page.project {
+        Some(id) => backend
+            .tasks
+            .projects(user)
+            .await
+            .ok()
+            .and_then(|ps| ps.into_iter().find(|p| p.id == id).map(|p| p.name)),
+        None => None,
+    };
+    let mut out = match task_request(text) {
+        Some(title) => add_task(backend, user, title, page.project, project_name.as_deref()).await,
+        None if text.trim().is_empty() => Reply {
+            text: "(empty message)".into(),
+            effect: None,
+        },
+        None => Reply {
+            text: format!("You said: {text}"),
+            effect: None,
+        },
+    };
+    if let Some(title) = &page.title {
+        let path = page
+            .url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| format!(" ({})", u.path()))
+            .unwrap_or_default();
+        out.text.push_str(&format!("\n\nAsked from “{title}”{path}"));
+        match (&project_name, page.project) {
+            (Some(name), Some(id)) => out.text.push_str(&format!(", project “{name}” (id {id})")),
+            (None, Some(id)) => out.text.push_str(&format!(", project id {id} (not one of yours)")),
+            _ => {}
+        }
+        out.text.push('.');
+    }
+    out
+}
+
+async fn add_task(backend: &DemoBackend, user: &str, title: &str, project: Option<i64>, project_name: Option<&str>) -> Reply {
+    let body = json!({ "title": title, "project_id": project_name.and(project) });
+    let created = match Changes::parse(body.as_object().unwrap_or(&serde_json::Map::new()), true) {
+        Ok(changes) => backend.tasks.create(user, changes).await,
+        Err(fields) => Ok(Err(fields)),
+    };
+    match created {
+        Ok(Ok(task)) => Reply {
+            text: match project_name {
+                Some(p) => format!("Added “{}” to {p}.", task.title),
+                None => format!("Added “{}” to your tasks.", task.title),
+            },
+            effect: Some(json!({ "type": "client_effect", "name": "tasks.changed",
+                "data": { "task_id": task.id, "project_id": task.project_id } })),
+        },
+        Ok(Err(fields)) => Reply {
+            text: format!(
+                "I could not add that task: {}",
+                fields.values().cloned().collect::<Vec<_>>().join(" ")
+            ),
+            effect: None,
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "demo backend: cannot add a task");
+            Reply {
+                text: "I could not add that task: the task database failed.".into(),
+                effect: None,
+            }
+        }
+    }
+}
+
+/// The streamed events of one turn: the user's message, then the reply word by word.
+fn turn(thread_id: &str, params: &Value, reply: Reply) -> (Vec<Value>, Value, Value) {
     let user_item = json!({
         "id": new_id("msg"), "thread_id": thread_id, "created_at": now_iso(), "type": "user_message",
         "content": params["input"]["content"].clone(),
@@ -175,11 +300,7 @@ fn turn(thread_id: &str, params: &Value) -> (Vec<Value>, Value, Value) {
         "inference_options": params["input"]["inference_options"].clone(),
     });
     let answer_id = new_id("msg");
-    let reply = if text.trim().is_empty() {
-        "(empty message)".to_owned()
-    } else {
-        format!("You said: {text}")
-    };
+    let Reply { text: reply, effect } = reply;
     let mut events = vec![
         json!({ "type": "thread.item.done", "item": user_item }),
         json!({ "type": "stream_options", "stream_options": { "allow_cancel": true } }),
@@ -190,17 +311,22 @@ fn turn(thread_id: &str, params: &Value) -> (Vec<Value>, Value, Value) {
             "type": "assistant_message.content_part.added", "content_index": 0,
             "content": { "type": "output_text", "text": "", "annotations": [] } } }),
     ];
-    let words: Vec<&str> = reply.split(' ').collect();
-    for (i, w) in words.iter().enumerate() {
-        let delta = if i + 1 < words.len() {
-            format!("{w} ")
-        } else {
-            (*w).to_owned()
-        };
+    // Word by word, spaces and line breaks kept with the word before them.
+    let mut start = 0;
+    let bytes = reply.as_bytes();
+    while start < reply.len() {
+        let mut end = start;
+        while end < reply.len() && !bytes[end].is_ascii_whitespace() {
+            end += 1;
+        }
+        while end < reply.len() && bytes[end].is_ascii_whitespace() {
+            end += 1;
+        }
         events.push(
             json!({ "type": "thread.item.updated", "item_id": answer_id, "update": {
-            "type": "assistant_message.content_part.text_delta", "content_index": 0, "delta": delta } }),
+            "type": "assistant_message.content_part.text_delta", "content_index": 0, "delta": &reply[start..end] } }),
         );
+        start = end;
     }
     let answer = json!({
         "id": answer_id, "thread_id": thread_id, "created_at": now_iso(), "type": "assistant_message",
@@ -212,6 +338,7 @@ fn turn(thread_id: &str, params: &Value) -> (Vec<Value>, Value, Value) {
         "content": { "type": "output_text", "text": reply, "annotations": [] } } }),
     );
     events.push(json!({ "type": "thread.item.done", "item": answer }));
+    events.extend(effect);
     (events, user_item, answer)
 }
 
@@ -234,10 +361,18 @@ async fn chatkit(
     };
     let params = &msg["params"];
     let delay = backend.word_delay;
-    match msg["type"].as_str().unwrap_or("") {
-        "threads.create" => {
+    let kind = msg["type"].as_str().unwrap_or("");
+    let answer = if matches!(kind, "threads.create" | "threads.add_user_message") {
+        let page = PageContext::of(&req);
+        *backend.last_context.lock().unwrap_or_else(|p| p.into_inner()) = page.json();
+        Some(reply(&backend, &user, &input_text(params), &page).await)
+    } else {
+        None
+    };
+    match (kind, answer) {
+        ("threads.create", Some(answer)) => {
             let id = new_id("thr");
-            let (mut events, user_item, answer) = turn(&id, params);
+            let (mut events, user_item, answer) = turn(&id, params, answer);
             let thread = Thread {
                 owner: user,
                 created_at: now_iso(),
@@ -250,9 +385,9 @@ async fn chatkit(
             backend.threads.lock().unwrap_or_else(|p| p.into_inner()).insert(id, thread);
             sse(events, delay, backend.cancelled.clone())
         }
-        "threads.add_user_message" => {
+        ("threads.add_user_message", Some(answer)) => {
             let id = params["thread_id"].as_str().unwrap_or("").to_owned();
-            let (events, user_item, answer) = turn(&id, params);
+            let (events, user_item, answer) = turn(&id, params, answer);
             let known = {
                 let mut threads = backend.threads.lock().unwrap_or_else(|p| p.into_inner());
                 match threads.get_mut(&id).filter(|t| t.owner == user) {
@@ -275,13 +410,13 @@ async fn chatkit(
             }
             sse(events, delay, backend.cancelled.clone())
         }
-        "threads.list" => {
+        ("threads.list", _) => {
             let threads = backend.threads.lock().unwrap_or_else(|p| p.into_inner());
             let data: Vec<Value> =
                 threads.iter().filter(|(_, t)| t.owner == user).map(|(id, t)| thread_json(id, t)).collect();
             HttpResponse::Ok().json(json!({ "data": data, "has_more": false, "after": null }))
         }
-        "items.list" => {
+        ("items.list", _) => {
             let id = params["thread_id"].as_str().unwrap_or("");
             let threads = backend.threads.lock().unwrap_or_else(|p| p.into_inner());
             match threads.get(id).filter(|t| t.owner == user) {
@@ -289,7 +424,7 @@ async fn chatkit(
                 None => HttpResponse::NotFound().json(json!({ "error": "not_found", "message": "no such thread" })),
             }
         }
-        "attachments.create" => {
+        ("attachments.create", _) => {
             let id = new_id("att");
             let proto = fwd(&req, "x-forwarded-proto").unwrap_or("http");
             let host = fwd(&req, "x-forwarded-host").unwrap_or("127.0.0.1");
@@ -306,7 +441,7 @@ async fn chatkit(
             backend.attachments.lock().unwrap_or_else(|p| p.into_inner()).insert(id, stored);
             HttpResponse::Ok().json(att)
         }
-        other => HttpResponse::BadRequest()
+        (other, _) => HttpResponse::BadRequest()
             .json(json!({ "error": "unsupported", "message": format!("the demo backend does not implement {other:?}") })),
     }
 }
@@ -383,19 +518,10 @@ async fn upload_two_phase(
     }
 }
 
-async fn tasks(req: HttpRequest, idp: web::Data<DemoIdp>) -> HttpResponse {
-    let Some(user) = caller(&req, &idp) else {
-        return unauthorized();
-    };
-    HttpResponse::Ok().json(json!({ "owner": user, "tasks": [
-        { "id": 1, "title": "Try the chat", "done": false },
-        { "id": 2, "title": "Sign in with a real provider", "done": false },
-    ] }))
-}
-
 /// `GET /demo/stats`: what the demo backend noticed (for tests and the curious).
 async fn stats(backend: web::Data<DemoBackend>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "cancelled_answers": backend.cancelled.load(std::sync::atomic::Ordering::Relaxed),
+        "last_chat_context": backend.last_context.lock().unwrap_or_else(|p| p.into_inner()).clone(),
     }))
 }

@@ -94,7 +94,7 @@ impl DemoIdp {
 #[derive(Template)]
 #[template(path = "demo_authorize.html")]
 struct AuthorizePage<'a> {
-    demo: bool,
+    shell: crate::dashboard::shell::Shell<'static>,
     users: Vec<(usize, &'a str, &'a str)>,
     hidden: Vec<(&'static str, String)>,
 }
@@ -121,7 +121,7 @@ async fn authorize_page(idp: web::Data<DemoIdp>, q: web::Query<AuthorizeParams>)
     .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
     .collect();
     let page = AuthorizePage {
-        demo: true,
+        shell: crate::dashboard::shell::Shell::public(true),
         users: USERS.iter().enumerate().map(|(i, u)| (i, u.1, u.2)).collect(),
         hidden,
     };

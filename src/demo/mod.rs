@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod idp;
 pub mod keys;
+pub mod tasks;
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 

@@ -90,56 +90,28 @@ pub async fn forward(
     upstream: &Upstream,
     tail: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let rid = request_id(&req);
     let settings = &state.settings;
-    // Upgrades (WebSocket) are not proxied: say so at once rather than wait on a body
-    // that never ends.
-    if req.headers().contains_key(header::UPGRADE) {
-        return Err(ApiError::BadRequest(
-            "upgrade_not_supported",
-            "protocol upgrades (WebSocket) are not proxied".into(),
-        ));
-    }
-    let url = upstream.target(tail, req.query_string()).ok_or_else(|| {
-        ApiError::BadRequest(
-            "bad_path",
-            "the path may not contain dot segments, path parameters, backslashes, control characters or encoded slashes".into(),
-        )
-    })?;
-
-    let who = match upstream.auth {
-        RouteAuth::Anonymous => None,
-        RouteAuth::Required => Some(upstream_identity(&req, state, &client.0, session).await?),
-    };
-    let session_key = who.as_ref().and_then(|w| w.key_hash.clone());
-
     let limit = if is_upload(&req) {
         settings.upstream.max_upload_body
     } else {
         settings.upstream.max_json_body
     };
     let framing = Framing::of(req.headers());
+    let (up, session_key) = prepare(
+        &req,
+        req.headers(),
+        req.method().clone(),
+        state,
+        client,
+        session,
+        upstream,
+        tail,
+        req.query_string(),
+    )
+    .await?;
     if framing.length.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-
-    let id = Identity {
-        bearer: who.as_ref().map(|w| w.token.as_str()),
-        user_id: who.as_ref().map(|w| w.sub.as_str()),
-        client_ip: state.client_ip(&req),
-        proto: state.public_url.scheme(),
-        host: &state.public_host,
-        prefix: upstream.forwarded_prefix.as_deref(),
-        request_id: &rid,
-    };
-    let headers =
-        upstream_request_headers(req.headers(), &id).map_err(|e| ApiError::BadRequest("bad_header", e.0))?;
-
-    let mut up = client
-        .0
-        .request(req.method().clone(), url.as_str())
-        .no_decompress();
-    *up.headers_mut() = headers;
     let overflowed = Rc::new(Cell::new(false));
     let body = LimitedBody::new(payload, limit, overflowed.clone());
     let asked = std::time::Instant::now();
@@ -152,31 +124,7 @@ pub async fn forward(
     let res = match sent {
         Ok(r) => r,
         Err(_) if overflowed.get() => return Err(ApiError::PayloadTooLarge(limit)),
-        Err(e) => {
-            let (status, code, message) = match e {
-                SendRequestError::Timeout => (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "the upstream did not answer in time",
-                ),
-                SendRequestError::Connect(_) => (
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unavailable",
-                    "the upstream cannot be reached",
-                ),
-                _ => (
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_error",
-                    "the upstream request failed",
-                ),
-            };
-            return Err(ApiError::Upstream {
-                status,
-                code,
-                message,
-                detail: e.to_string(),
-            });
-        }
+        Err(e) => return Err(send_failed(e)),
     };
 
     state.metrics.observe_upstream(asked.elapsed());
@@ -237,4 +185,82 @@ pub async fn forward(
         Some(n) if !sse => out.body(SizedStream::new(n, body)),
         _ => out.streaming(body),
     }))
+}
+
+/// The upstream request for `method` `tail?query` on `upstream`: URL checked, identity
+/// attached (token refreshed when due), headers from the allow-list. Shared by the
+/// browser's proxied requests and the pages' own calls, so both reach the backend alike.
+/// Also returns the session's key hash (open streams re-check it).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn prepare(
+    req: &HttpRequest,
+    headers: &header::HeaderMap,
+    method: Method,
+    state: &AppState,
+    client: &ProxyClient,
+    session: Option<CurrentSession>,
+    upstream: &Upstream,
+    tail: &str,
+    query: &str,
+) -> Result<(awc::ClientRequest, Option<String>), ApiError> {
+    // Upgrades (WebSocket) are not proxied: say so at once rather than wait on a body
+    // that never ends.
+    if headers.contains_key(header::UPGRADE) {
+        return Err(ApiError::BadRequest(
+            "upgrade_not_supported",
+            "protocol upgrades (WebSocket) are not proxied".into(),
+        ));
+    }
+    let url = upstream.target(tail, query).ok_or_else(|| {
+        ApiError::BadRequest(
+            "bad_path",
+            "the path may not contain dot segments, path parameters, backslashes, control characters or encoded slashes".into(),
+        )
+    })?;
+    let who = match upstream.auth {
+        RouteAuth::Anonymous => None,
+        RouteAuth::Required => Some(upstream_identity(req, state, &client.0, session).await?),
+    };
+    let rid = request_id(req);
+    let id = Identity {
+        bearer: who.as_ref().map(|w| w.token.as_str()),
+        user_id: who.as_ref().map(|w| w.sub.as_str()),
+        client_ip: state.client_ip(req),
+        proto: state.public_url.scheme(),
+        host: &state.public_host,
+        prefix: upstream.forwarded_prefix.as_deref(),
+        request_id: &rid,
+    };
+    let headers = upstream_request_headers(headers, &id).map_err(|e| ApiError::BadRequest("bad_header", e.0))?;
+    let mut up = client.0.request(method, url.as_str()).no_decompress();
+    *up.headers_mut() = headers;
+    Ok((up, who.and_then(|w| w.key_hash)))
+}
+
+/// A request the upstream did not answer: 504 on a timeout, 502 otherwise, with a fixed
+/// message (the detail is logged).
+pub(super) fn send_failed(e: SendRequestError) -> ApiError {
+    let (status, code, message) = match e {
+        SendRequestError::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "the upstream did not answer in time",
+        ),
+        SendRequestError::Connect(_) => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "the upstream cannot be reached",
+        ),
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "the upstream request failed",
+        ),
+    };
+    ApiError::Upstream {
+        status,
+        code,
+        message,
+        detail: e.to_string(),
+    }
 }

@@ -1,5 +1,6 @@
 //! The streaming proxy: `/api/chatkit` and the remote-API route table, one forwarder.
 
+pub mod call;
 pub mod eof;
 pub mod forward;
 pub mod headers;

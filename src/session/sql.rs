@@ -51,7 +51,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<Stored> {
 }
 
 /// SQLite URLs get their folder created and `mode=rwc` (create the file if missing).
-fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
+pub(crate) fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path != ":memory:" {

@@ -1,6 +1,9 @@
-// The chat page: the ChatKit web component when its script loads in time, otherwise a
-// built-in client that speaks the same protocol through the BFF (/api/chatkit): streaming,
-// Stop, Retry, conversations kept per user across reloads, safe Markdown.
+// The assistant, on the chat page and in the panel of every other page: the ChatKit web
+// component when its script loads in time, otherwise a built-in client that speaks the
+// same protocol through the BFF (/api/chatkit): streaming, Stop, Retry, conversations kept
+// per user across reloads, safe Markdown. Each request carries the page's context
+// (X-Page-URL, X-Page-Title, X-Project-ID); a change the assistant made to the user's
+// tasks (a `client_effect` event) is announced as a `taskflow:effect` DOM event.
 "use strict";
 
 (function () {
@@ -11,9 +14,14 @@
   const prefix = "taskflow.chat." + (cfg.user || "anonymous") + ".";
   const THREAD_KEY = prefix + "thread";
   const DRAFT_KEY = prefix + "draft";
+  const OPEN_KEY = prefix + "panel-open";
   const loading = document.getElementById("chat-loading");
-  // Shown only where this script runs: without JavaScript the <noscript> note says why.
-  loading.hidden = false;
+  const panel = root.closest("details");
+
+  /** Tells the page that the assistant changed something (tasks.js refreshes the lists). */
+  function effect(name, data) {
+    document.dispatchEvent(new CustomEvent("taskflow:effect", { detail: { name, data: data || {} } }));
+  }
 
   function contextHeaders() {
     return {
@@ -59,6 +67,7 @@
     el.hidden = false;
     el.setOptions({
       api: { url: cfg.apiUrl, domainKey: cfg.domainKey, fetch: chatFetch, uploadStrategy: { type: "two_phase" } },
+      onEffect: ({ name, data }) => effect(name, data),
     });
   }
 
@@ -171,7 +180,7 @@
       sessionStorage.setItem(DRAFT_KEY, input.value || lastText);
       status.innerHTML = "";
       const a = document.createElement("a");
-      a.href = "/api/auth/login?returnTo=" + encodeURIComponent("/chat");
+      a.href = "/api/auth/login?returnTo=" + encodeURIComponent(location.pathname + location.search);
       a.textContent = "Sign in again";
       status.append("You were signed out. Your message is kept. ", a);
     }
@@ -247,6 +256,8 @@
             answer.classList.remove("pending");
             answer.innerHTML = markdown(answerText);
             scrollDown(false);
+          } else if (e.type === "client_effect") {
+            effect(e.name, e.data);
           } else if (e.type === "error") {
             throw new Error(e.message || "the assistant reported an error");
           }
@@ -313,5 +324,24 @@
     openThread(threadId).then(refreshThreads);
   }
 
-  loaded().then(loadWidget).then(startWidget).catch(startFallback);
+  let started = false;
+  function start() {
+    if (started) return;
+    started = true;
+    // Shown only where this script runs: without JavaScript the <noscript> note says why.
+    loading.hidden = false;
+    loaded().then(loadWidget).then(startWidget).catch(startFallback);
+  }
+
+  if (!panel) {
+    start();
+  } else {
+    // The panel starts the assistant when first opened, and stays open across pages.
+    panel.addEventListener("toggle", () => {
+      sessionStorage.setItem(OPEN_KEY, panel.open ? "1" : "");
+      if (panel.open) start();
+    });
+    // Reopened on wide screens only, where it sits beside the page instead of over it.
+    if (sessionStorage.getItem(OPEN_KEY) && window.matchMedia("(min-width: 1100px)").matches) panel.open = true;
+  }
 })();

@@ -31,9 +31,17 @@ async fn screenshot(c: &Client, name: &str) {
 
 const PAGES: &[(&str, &str)] = &[
     ("dashboard", "/dashboard"),
+    ("tasks", "/tasks"),
+    ("tasks-all", "/tasks?status=all&sort=priority"),
+    ("task-new", "/tasks/new"),
+    ("task-edit", "/tasks/1"),
+    ("task-delete", "/tasks/1/delete"),
+    ("projects", "/projects"),
+    ("project", "/projects/1"),
     ("chat", "/chat"),
     ("sessions", "/sessions"),
     ("not-found", "/no-such-page"),
+    ("task-not-found", "/tasks/999999"),
 ];
 
 #[actix_web::test]
@@ -120,6 +128,11 @@ async fn screenshots_of_every_page() {
             tokio::time::sleep(Duration::from_millis(700)).await;
             screenshot(c, &format!("{name}-{tag}")).await;
         }
+        c.goto(&format!("{}/projects/1", b.origin)).await.expect("project");
+        click(c, "#assistant-toggle").await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        screenshot(c, &format!("assistant-panel-{tag}")).await;
+        click(c, "#assistant-toggle").await;
         c.goto(&format!("{}/sessions", b.origin)).await.expect("sessions");
         click(c, "a.end-session").await;
         screenshot(c, &format!("end-session-{tag}")).await;

@@ -1,0 +1,284 @@
+//! What the task pages share: a task as a list row, the list's filters as they travel in
+//! links, the notices after a form, and backend trouble told as a page.
+
+use actix_web::{http::StatusCode, HttpRequest, HttpResponse};
+
+use askama::Template;
+
+use super::{
+    backend::{Project, Task, Trouble},
+    pages::render_with,
+    shell::{Shell, SignedIn},
+    time::{today, DueDate},
+};
+use crate::error::{ErrorPage, PageError};
+
+/// A task as a list shows it.
+pub struct TaskRow {
+    /// Its id.
+    pub id: i64,
+    /// Its title.
+    pub title: String,
+    /// Done or open.
+    pub done: bool,
+    /// `low`, `normal`, `high`.
+    pub priority: String,
+    /// When it is due.
+    pub due: Option<DueDate>,
+    /// Its project (id, name).
+    pub project: Option<(i64, String)>,
+}
+
+impl TaskRow {
+    /// `task`, its project named from `projects`.
+    pub fn new(task: Task, projects: &[Project]) -> Self {
+        let today = today();
+        Self {
+            done: task.done(),
+            due: task.due_date.as_deref().and_then(|d| DueDate::new(d, today)),
+            project: task
+                .project_id
+                .and_then(|id| projects.iter().find(|p| p.id == id))
+                .map(|p| (p.id, p.name.clone())),
+            id: task.id,
+            title: task.title,
+            priority: task.priority,
+        }
+    }
+
+    /// Open and due before today.
+    pub fn overdue(&self) -> bool {
+        !self.done && self.due.as_ref().is_some_and(|d| d.overdue)
+    }
+}
+
+impl Project {
+    /// Share of its tasks done, 0–100.
+    pub fn percent_done(&self) -> u64 {
+        let all = self.open_count + self.done_count;
+        (self.done_count * 100).checked_div(all).unwrap_or(0)
+    }
+}
+
+/// The list's filters and page, from the query string. Unknown values fall back to the
+/// defaults (a stale link still shows a list).
+#[derive(Debug, Clone)]
+pub struct Filters {
+    /// `open`, `done` or `all`.
+    pub status: String,
+    /// `""` (any), `none` or a project id.
+    pub project: String,
+    /// Search text.
+    pub q: String,
+    /// `due`, `priority` or `created`.
+    pub sort: String,
+    /// From 1.
+    pub page: u32,
+}
+
+/// Tasks per page of a list.
+pub const PER_PAGE: u32 = 25;
+
+impl Filters {
+    /// Reads `status`, `project`, `q`, `sort` and `page`.
+    pub fn parse(query: &str) -> Self {
+        let mut f = Self {
+            status: "open".into(),
+            project: String::new(),
+            q: String::new(),
+            sort: "due".into(),
+            page: 1,
+        };
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match (&*k, &*v) {
+                ("status", s @ ("open" | "done" | "all")) => f.status = s.into(),
+                ("project", p) if p == "none" || p.parse::<i64>().is_ok() => f.project = p.into(),
+                ("q", q) => f.q = q.trim().chars().take(200).collect(),
+                ("sort", s @ ("due" | "priority" | "created")) => f.sort = s.into(),
+                ("page", n) => f.page = n.parse().ok().filter(|n| *n >= 1).unwrap_or(1),
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// The backend's query for these filters.
+    pub fn backend_query(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("status", &self.status)
+            .append_pair("sort", &self.sort)
+            .append_pair("page", &self.page.to_string())
+            .append_pair("per_page", &PER_PAGE.to_string());
+        if !self.project.is_empty() {
+            q.append_pair("project", &self.project);
+        }
+        if !self.q.is_empty() {
+            q.append_pair("q", &self.q);
+        }
+        q.finish()
+    }
+
+    /// `path` with these filters (and `page`), as a link.
+    pub fn link(&self, path: &str, page: u32) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("status", &self.status);
+        if !self.project.is_empty() && !path.starts_with("/projects/") {
+            q.append_pair("project", &self.project);
+        }
+        if !self.q.is_empty() {
+            q.append_pair("q", &self.q);
+        }
+        q.append_pair("sort", &self.sort);
+        if page > 1 {
+            q.append_pair("page", &page.to_string());
+        }
+        format!("{path}?{}", q.finish())
+    }
+
+    /// Whether anything narrows the list beyond the default.
+    pub fn narrowed(&self) -> bool {
+        self.status != "open" || !self.project.is_empty() || !self.q.is_empty()
+    }
+
+    /// "open", "done", "in all states", with the search.
+    pub fn describe(&self) -> String {
+        let state = match self.status.as_str() {
+            "open" => "open",
+            "done" => "done",
+            _ => "in all",
+        };
+        let mut out = format!("({state}");
+        if !self.q.is_empty() {
+            out.push_str(&format!(", matching “{}”", self.q));
+        }
+        out.push(')');
+        out
+    }
+}
+
+/// The fixed text of `?notice=…` after a form (never text from the link itself).
+pub fn notice(req: &HttpRequest) -> Option<&'static str> {
+    let key = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "notice")
+        .map(|(_, v)| v.into_owned())?;
+    Some(match key.as_str() {
+        "created" => "Task added.",
+        "saved" => "Saved.",
+        "deleted" => "Task deleted.",
+        "done" => "Task completed.",
+        "open" => "Task reopened.",
+        _ => return None,
+    })
+}
+
+/// `back` (a path on this site, default `fallback`) with `notice=…` added.
+pub fn back_with_notice(back: &str, notice: &str) -> String {
+    let (path, query) = back.split_once('?').unwrap_or((back, ""));
+    let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k != "notice")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.extend_pairs(kept).append_pair("notice", notice);
+    format!("{path}?{}", q.finish())
+}
+
+/// A form's `back` field if it is a path on this site, else `fallback`.
+pub fn safe_back<'a>(back: Option<&'a str>, fallback: &'a str) -> &'a str {
+    back.and_then(crate::auth::return_to::validate_return_to)
+        .unwrap_or(fallback)
+}
+
+#[derive(Template)]
+#[template(path = "trouble.html")]
+struct TroublePage<'a> {
+    shell: Shell<'a>,
+    heading: &'a str,
+    message: &'a str,
+    retry: &'a str,
+}
+
+/// This page's path and query: where "Try again" and sign-in lead back to after a GET.
+pub fn here(req: &HttpRequest) -> &str {
+    req.uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/dashboard")
+}
+
+/// What a page does about backend trouble: the page frame with the message and a link to
+/// try again (`here`) with 502/504, sign-in for a refused token (then back to `here`), a
+/// "not found" page, or our own error page.
+pub fn trouble_page(
+    page: &SignedIn,
+    here: &str,
+    trouble: Trouble,
+    heading: &str,
+    current: &'static str,
+) -> Result<HttpResponse, PageError> {
+    match trouble {
+        Trouble::Unavailable { status, message } => render_with(
+            status,
+            &TroublePage {
+                shell: page.shell(current),
+                heading,
+                message,
+                retry: here,
+            },
+        ),
+        Trouble::SignIn => Err(PageError::SignIn(here.to_owned())),
+        Trouble::NotFound => Ok(ErrorPage {
+            status: 404,
+            title: "Not found",
+            message: "There is no such task or project, or it is not yours.",
+            action: Some(("/tasks", "Go to your tasks")),
+            shell: page.shell(current),
+        }
+        .respond()),
+        Trouble::Invalid(fields) => {
+            tracing::warn!(?fields, "the backend refused a request the page built");
+            render_with(
+                StatusCode::BAD_GATEWAY,
+                &TroublePage {
+                    shell: page.shell(current),
+                    heading,
+                    message: "The task service refused this request.",
+                    retry: here,
+                },
+            )
+        }
+        Trouble::Page(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_round_trip_through_links() {
+        let f = Filters::parse("status=all&project=3&q=milk%20run&sort=priority&page=2");
+        assert_eq!(
+            (f.status.as_str(), f.project.as_str(), f.q.as_str(), f.sort.as_str(), f.page),
+            ("all", "3", "milk run", "priority", 2)
+        );
+        let again = Filters::parse(f.link("/tasks", 2).split_once('?').expect("query").1);
+        assert_eq!(again.q, "milk run");
+        assert_eq!(again.page, 2);
+        let bad = Filters::parse("status=deleted&project=../x&sort=evil&page=-1");
+        assert_eq!(
+            (bad.status.as_str(), bad.project.as_str(), bad.sort.as_str(), bad.page),
+            ("open", "", "due", 1)
+        );
+    }
+
+    #[test]
+    fn notices_replace_an_earlier_one() {
+        assert_eq!(
+            back_with_notice("/tasks?status=all&notice=saved", "created"),
+            "/tasks?status=all&notice=created"
+        );
+        assert_eq!(back_with_notice("/tasks", "deleted"), "/tasks?notice=deleted");
+        assert_eq!(safe_back(Some("//evil.example"), "/tasks"), "/tasks");
+    }
+}

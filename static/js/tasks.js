@@ -1,0 +1,152 @@
+// Task forms in place: a form or link marked `data-api="METHOD /api/remote/…"` is sent to
+// the backend through the BFF (bffFetch adds X-CSRF), then the page's live regions are
+// re-rendered from the server's own HTML, so the server stays the one renderer. When the
+// call cannot be made or fails, the plain form is submitted (or the link followed): the
+// server-rendered page is the fallback. Changes the assistant makes refresh the lists too.
+"use strict";
+
+(function () {
+  const status = document.getElementById("live-status");
+
+  let clearTimer = null;
+  function announce(text) {
+    if (!status || !text) return;
+    status.textContent = "";
+    clearTimeout(clearTimer);
+    // A fresh text node is announced even when the words repeat.
+    setTimeout(() => { status.textContent = text; }, 30);
+    clearTimer = setTimeout(() => { status.textContent = ""; }, 5000);
+  }
+
+  /** Where focus was, in words that survive re-rendering: an id, or a task and a class. */
+  function focusMark() {
+    const el = document.activeElement;
+    if (!el || el === document.body) return null;
+    const task = el.closest("[data-task]");
+    if (task) return { task: task.dataset.task, cls: el.classList[0] };
+    return el.id ? { id: el.id } : null;
+  }
+
+  function restoreFocus(mark) {
+    const now = document.activeElement;
+    if (!mark || (now && now !== document.body && now.isConnected)) return;
+    let el = mark.id ? document.getElementById(mark.id) : null;
+    if (mark.task) {
+      const row = document.getElementById("task-" + mark.task);
+      el = row ? row.querySelector("." + mark.cls) || row.querySelector("a") : document.getElementById("task-list");
+    }
+    if (el) {
+      if (!el.matches("a, button, input, select, textarea")) el.tabIndex = -1;
+      el.focus();
+    }
+  }
+
+  /** Re-renders every `[data-live]` region of this page from a fresh copy of it. */
+  async function refresh(mark) {
+    const url = new URL(location.href);
+    url.searchParams.delete("notice");
+    const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (res.redirected || !res.ok) return;
+    const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+    for (const region of document.querySelectorAll("[data-live][id]")) {
+      const fresh = doc.getElementById(region.id);
+      if (fresh) region.replaceWith(document.importNode(fresh, true));
+    }
+    // A notice from an earlier form would now be stale.
+    const notice = document.getElementById("notice");
+    if (notice) notice.remove();
+    restoreFocus(mark);
+  }
+
+  function signIn() {
+    location.href = "/api/auth/login?returnTo=" + encodeURIComponent(location.pathname + location.search);
+  }
+
+  function showErrors(form, fields) {
+    let first = null;
+    for (const p of form.querySelectorAll(".field-error[data-field]")) {
+      const message = fields[p.dataset.field] || "";
+      p.textContent = message;
+      const input = form.querySelector(`[name="${p.dataset.field}"]`);
+      if (input) {
+        if (message) input.setAttribute("aria-invalid", "true");
+        else input.removeAttribute("aria-invalid");
+        if (message && !first) first = input;
+      }
+    }
+    const summary = document.getElementById("form-errors");
+    if (summary && form.id === "task-form") summary.hidden = !first;
+    if (first) first.focus();
+    announce(first ? Object.values(fields).join(" ") : "");
+  }
+
+  /** The form's fields as the API's JSON (empty date or project: none). */
+  function body(form) {
+    const data = {};
+    for (const [k, v] of new FormData(form)) {
+      if (k === "form_token" || k === "back") continue;
+      data[k] = (k === "due_date" || k === "project_id") && v === "" ? null : v;
+    }
+    if (typeof data.project_id === "string" && /^\d+$/.test(data.project_id)) data.project_id = Number(data.project_id);
+    return data;
+  }
+
+  /** Sends `method url`; answers true when handled, false when the page should fall back. */
+  async function send(el, method, url, payload, mark) {
+    let res;
+    try {
+      const init = { method, headers: { Accept: "application/json" } };
+      if (payload !== undefined) {
+        init.headers["Content-Type"] = "application/json";
+        init.body = JSON.stringify(payload);
+      }
+      res = await window.bffFetch(url, init);
+    } catch (err) {
+      return false;
+    }
+    if (res.status === 401) { signIn(); return true; }
+    if (res.status === 422 && el.tagName === "FORM") {
+      const err = await res.json().catch(() => ({}));
+      showErrors(el, err.fields || {});
+      return true;
+    }
+    if (!res.ok) return false;
+    if (el.tagName === "FORM") showErrors(el, {});
+    if (el.hasAttribute("data-reset")) el.reset();
+    announce(el.dataset.doneMessage);
+    await refresh(mark).catch(() => {});
+    return true;
+  }
+
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-api]");
+    if (!form || form.dataset.busy) return;
+    event.preventDefault();
+    const [method, url] = form.dataset.api.split(" ");
+    const mark = focusMark();
+    form.dataset.busy = "1";
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => { b.disabled = true; });
+    const handled = await send(form, method, url, body(form), mark);
+    buttons.forEach((b) => { b.disabled = false; });
+    delete form.dataset.busy;
+    if (!handled) form.submit();
+    else if (form.hasAttribute("data-reset")) {
+      const first = form.querySelector("input:not([type=hidden])");
+      if (first) first.focus();
+    }
+  });
+
+  document.addEventListener("click", async (event) => {
+    const link = event.target.closest("a[data-api]");
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    if (link.dataset.confirm && !window.confirm(link.dataset.confirm)) return;
+    const [method, url] = link.dataset.api.split(" ");
+    if (!(await send(link, method, url, undefined, focusMark()))) location.href = link.href;
+  });
+
+  document.addEventListener("taskflow:effect", (event) => {
+    if (event.detail && event.detail.name === "tasks.changed") refresh(null).catch(() => {});
+  });
+})();
