@@ -174,7 +174,8 @@ async fn identity(settings: &Settings, origin: &str) -> anyhow::Result<Identity>
     )?);
     // The demo backend is a server of its own, as a real backend is: the proxy reaches it
     // over loopback HTTP, and its paths are its own (`/chatkit`, `/api/tasks`).
-    let backend = demo::backend::start(idp.clone(), settings.demo.word_delay, &settings.demo.database_url).await?;
+    let backend =
+        demo::backend::start(idp.clone(), settings.demo.word_delay, &settings.demo.database_url).await?;
     let oidc = OidcSettings {
         issuer: Url::parse(&idp.issuer)?,
         client_id: idp.client_id.clone(),

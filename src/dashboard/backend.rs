@@ -117,7 +117,9 @@ impl From<ApiError> for Trouble {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::NotAuthenticated | ApiError::SessionExpired => Self::SignIn,
-            ApiError::Upstream { status, detail, code, .. } => {
+            ApiError::Upstream {
+                status, detail, code, ..
+            } => {
                 tracing::warn!(status = status.as_u16(), code, detail = %detail, "backend call failed");
                 Self::Unavailable {
                     status,
@@ -130,7 +132,8 @@ impl From<ApiError> for Trouble {
             }
             ApiError::NotFound(_) => Self::Unavailable {
                 status: StatusCode::BAD_GATEWAY,
-                message: "No task service is configured (BACKEND_URL, or a \"tasks\" entry in REMOTE_ROUTES).",
+                message:
+                    "No task service is configured (BACKEND_URL, or a \"tasks\" entry in REMOTE_ROUTES).",
             },
             other => Self::Page(other.into()),
         }
@@ -237,14 +240,12 @@ impl Backend<'_> {
 
     /// `GET /api/tasks/{id}`.
     pub async fn task(&self, id: i64) -> Result<Task, Trouble> {
-        self.expect("tasks", Method::GET, &id.to_string(), "", None)
-            .await
+        self.expect("tasks", Method::GET, &id.to_string(), "", None).await
     }
 
     /// `POST /api/tasks`.
     pub async fn create(&self, fields: &Value) -> Result<Task, Trouble> {
-        self.expect("tasks", Method::POST, "", "", Some(fields))
-            .await
+        self.expect("tasks", Method::POST, "", "", Some(fields)).await
     }
 
     /// `PATCH /api/tasks/{id}`.

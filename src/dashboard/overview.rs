@@ -53,7 +53,11 @@ pub async fn dashboard(req: HttpRequest, page: SignedIn) -> Result<HttpResponse,
         (Ok(t), Ok(p)) => (t, p),
         (Err(t), _) | (_, Err(t)) => return trouble_page(&page, here(&req), t, "Dashboard", "dashboard"),
     };
-    let rows: Vec<TaskRow> = tasks.data.into_iter().map(|t| TaskRow::new(t, &projects)).collect();
+    let rows: Vec<TaskRow> = tasks
+        .data
+        .into_iter()
+        .map(|t| TaskRow::new(t, &projects))
+        .collect();
     let overdue = rows.iter().filter(|r| r.overdue()).count();
     let due_soon = rows
         .iter()

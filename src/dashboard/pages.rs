@@ -118,7 +118,10 @@ pub fn see_other(to: &str) -> HttpResponse {
 }
 
 /// `GET /sessions/{id}/end`: asks before ending another device's session.
-pub async fn confirm_end(page: SignedIn, path: actix_web::web::Path<String>) -> Result<HttpResponse, PageError> {
+pub async fn confirm_end(
+    page: SignedIn,
+    path: actix_web::web::Path<String>,
+) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     let list = crate::auth::sessions::list_for(&page.state, &page.session).await?;
     let Some(target) = list.iter().find(|v| v.id == id && !v.current) else {
@@ -141,7 +144,9 @@ pub async fn end_session(
     form: actix_web::web::Form<TokenForm>,
 ) -> Result<HttpResponse, PageError> {
     page.check_form(&req, &form.form_token)?;
-    if !crate::auth::sessions::end_one(&page.state, &page.session, &req, &page.cookie, &path.into_inner()).await? {
+    if !crate::auth::sessions::end_one(&page.state, &page.session, &req, &page.cookie, &path.into_inner())
+        .await?
+    {
         return Err(PageError::NotFound);
     }
     Ok(see_other("/sessions?ended=1"))

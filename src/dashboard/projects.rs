@@ -32,7 +32,11 @@ pub async fn list(req: HttpRequest, page: SignedIn) -> Result<HttpResponse, Page
 }
 
 /// `GET /projects/{id}`: the project's tasks, with the list's filters.
-pub async fn show(req: HttpRequest, page: SignedIn, path: web::Path<String>) -> Result<HttpResponse, PageError> {
+pub async fn show(
+    req: HttpRequest,
+    page: SignedIn,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
     let id: i64 = path.parse().map_err(|_| PageError::NotFound)?;
     let back = here(&req);
     let project = match page.backend(&req).project(id).await {
@@ -42,7 +46,17 @@ pub async fn show(req: HttpRequest, page: SignedIn, path: web::Path<String>) -> 
     let mut filters = Filters::parse(req.query_string());
     filters.project = id.to_string();
     let shell = page.project_shell(id);
-    match list_page(&req, &page, filters, format!("/projects/{id}"), Some(project), shell, back).await {
+    match list_page(
+        &req,
+        &page,
+        filters,
+        format!("/projects/{id}"),
+        Some(project),
+        shell,
+        back,
+    )
+    .await
+    {
         Ok(p) => render(&p),
         Err(t) => trouble_page(&page, back, t, "Project", "projects"),
     }

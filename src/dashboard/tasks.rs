@@ -184,7 +184,11 @@ pub(super) async fn list_page<'a>(
         notice: notice(req),
         fixed_project: project.as_ref().map(|p| p.id),
         project,
-        rows: tasks.data.into_iter().map(|t| TaskRow::new(t, &projects)).collect(),
+        rows: tasks
+            .data
+            .into_iter()
+            .map(|t| TaskRow::new(t, &projects))
+            .collect(),
         projects,
         total: tasks.total,
         page: pages,
@@ -202,7 +206,17 @@ pub(super) async fn list_page<'a>(
 pub async fn list(req: HttpRequest, page: SignedIn) -> Result<HttpResponse, PageError> {
     let filters = Filters::parse(req.query_string());
     let back = here(&req);
-    match list_page(&req, &page, filters, "/tasks".into(), None, page.shell("tasks"), back).await {
+    match list_page(
+        &req,
+        &page,
+        filters,
+        "/tasks".into(),
+        None,
+        page.shell("tasks"),
+        back,
+    )
+    .await
+    {
         Ok(p) => render(&p),
         Err(t) => trouble_page(&page, back, t, "Tasks", "tasks"),
     }
@@ -277,7 +291,11 @@ async fn form_again(
 }
 
 /// `POST /tasks`: creates a task, back to the page the form was on.
-pub async fn create(req: HttpRequest, page: SignedIn, form: web::Form<TaskForm>) -> Result<HttpResponse, PageError> {
+pub async fn create(
+    req: HttpRequest,
+    page: SignedIn,
+    form: web::Form<TaskForm>,
+) -> Result<HttpResponse, PageError> {
     page.check_form(&req, &form.form_token)?;
     match page.backend(&req).create(&form.fields()).await {
         Ok(_) => Ok(see_other(&back_with_notice(form.back(), "created"))),
@@ -286,7 +304,11 @@ pub async fn create(req: HttpRequest, page: SignedIn, form: web::Form<TaskForm>)
 }
 
 /// `GET /tasks/{id}`: the task, in its edit form.
-pub async fn edit(req: HttpRequest, page: SignedIn, path: web::Path<String>) -> Result<HttpResponse, PageError> {
+pub async fn edit(
+    req: HttpRequest,
+    page: SignedIn,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
     let id = task_id(&path)?;
     let backend = page.backend(&req);
     let (task, projects) = join(backend.task(id), backend.projects()).await;

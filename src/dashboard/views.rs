@@ -259,7 +259,13 @@ mod tests {
     fn filters_round_trip_through_links() {
         let f = Filters::parse("status=all&project=3&q=milk%20run&sort=priority&page=2");
         assert_eq!(
-            (f.status.as_str(), f.project.as_str(), f.q.as_str(), f.sort.as_str(), f.page),
+            (
+                f.status.as_str(),
+                f.project.as_str(),
+                f.q.as_str(),
+                f.sort.as_str(),
+                f.page
+            ),
             ("all", "3", "milk run", "priority", 2)
         );
         let again = Filters::parse(f.link("/tasks", 2).split_once('?').expect("query").1);
@@ -267,7 +273,12 @@ mod tests {
         assert_eq!(again.page, 2);
         let bad = Filters::parse("status=deleted&project=../x&sort=evil&page=-1");
         assert_eq!(
-            (bad.status.as_str(), bad.project.as_str(), bad.sort.as_str(), bad.page),
+            (
+                bad.status.as_str(),
+                bad.project.as_str(),
+                bad.sort.as_str(),
+                bad.page
+            ),
             ("open", "", "due", 1)
         );
     }

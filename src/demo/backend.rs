@@ -75,7 +75,11 @@ pub struct RunningBackend {
 
 /// Binds the demo backend on `127.0.0.1:0`, its tasks kept in the SQLite database at
 /// `database_url`; it trusts tokens of `idp` only.
-pub async fn start(idp: Arc<DemoIdp>, word_delay: Duration, database_url: &str) -> anyhow::Result<RunningBackend> {
+pub async fn start(
+    idp: Arc<DemoIdp>,
+    word_delay: Duration,
+    database_url: &str,
+) -> anyhow::Result<RunningBackend> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     let port = listener.local_addr()?.port();
     let tasks = TaskStore::open(database_url).await?;
@@ -196,7 +200,17 @@ struct PageContext {
 
 impl PageContext {
     fn of(req: &HttpRequest) -> Self {
-        let text = |n| fwd(req, n).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        // The dashboard sends the title percent-encoded (header values are Latin-1 in fetch).
+        let text = |n: &str| {
+            fwd(req, n)
+                .map(|v| {
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .trim()
+                        .to_owned()
+                })
+                .filter(|v| !v.is_empty())
+        };
         Self {
             url: text("x-page-url"),
             title: text("x-page-title"),
@@ -212,7 +226,9 @@ impl PageContext {
 /// "add a task: buy milk" (or "add task buy milk") → "buy milk".
 fn task_request(text: &str) -> Option<&str> {
     let lower = text.trim_start().to_ascii_lowercase();
-    let rest = ["add a task", "add task"].iter().find_map(|p| lower.strip_prefix(p))?;
+    let rest = ["add a task", "add task"]
+        .iter()
+        .find_map(|p| lower.strip_prefix(p))?;
     let offset = text.len() - rest.len();
     let title = text[offset..].trim_start_matches([':', ' ']).trim();
     (!title.is_empty()).then_some(title)
@@ -241,17 +257,20 @@ async fn reply(backend: &DemoBackend, user: &str, text: &str, page: &PageContext
             effect: None,
         },
     };
-    if let Some(title) = &page.title {
-        let path = page
-            .url
-            .as_deref()
-            .and_then(|u| url::Url::parse(u).ok())
-            .map(|u| format!(" ({})", u.path()))
-            .unwrap_or_default();
+    let path = page
+        .url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.path().to_owned());
+    // The chat page is the assistant alone: no page beside it to speak of.
+    if let (Some(title), false) = (&page.title, path.as_deref() == Some("/chat")) {
+        let path = path.map(|p| format!(" ({p})")).unwrap_or_default();
         out.text.push_str(&format!("\n\nAsked from “{title}”{path}"));
         match (&project_name, page.project) {
             (Some(name), Some(id)) => out.text.push_str(&format!(", project “{name}” (id {id})")),
-            (None, Some(id)) => out.text.push_str(&format!(", project id {id} (not one of yours)")),
+            (None, Some(id)) => out
+                .text
+                .push_str(&format!(", project id {id} (not one of yours)")),
             _ => {}
         }
         out.text.push('.');
@@ -259,7 +278,13 @@ async fn reply(backend: &DemoBackend, user: &str, text: &str, page: &PageContext
     out
 }
 
-async fn add_task(backend: &DemoBackend, user: &str, title: &str, project: Option<i64>, project_name: Option<&str>) -> Reply {
+async fn add_task(
+    backend: &DemoBackend,
+    user: &str,
+    title: &str,
+    project: Option<i64>,
+    project_name: Option<&str>,
+) -> Reply {
     let body = json!({ "title": title, "project_id": project_name.and(project) });
     let created = match Changes::parse(body.as_object().unwrap_or(&serde_json::Map::new()), true) {
         Ok(changes) => backend.tasks.create(user, changes).await,

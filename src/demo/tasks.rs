@@ -116,14 +116,18 @@ impl Changes {
         match body.get("description").map(text) {
             None => {}
             Some(Some(d)) if d.chars().count() > 5000 => {
-                errors.insert("description", "Keep the description under 5,000 characters.".into());
+                errors.insert(
+                    "description",
+                    "Keep the description under 5,000 characters.".into(),
+                );
             }
             Some(Some(d)) => c.description = Some(d),
             Some(None) => {
                 errors.insert("description", "The description must be text.".into());
             }
         }
-        let one_of = |v: &Value, allowed: &[&str]| v.as_str().filter(|s| allowed.contains(s)).map(str::to_owned);
+        let one_of =
+            |v: &Value, allowed: &[&str]| v.as_str().filter(|s| allowed.contains(s)).map(str::to_owned);
         if let Some(v) = body.get("status") {
             match one_of(v, &["open", "done"]) {
                 Some(s) => c.status = Some(s),
@@ -152,7 +156,10 @@ impl Changes {
             None => {}
             Some(Value::Null) => c.project_id = Some(None),
             Some(Value::String(s)) if s.trim().is_empty() => c.project_id = Some(None),
-            Some(v) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())) {
+            Some(v) => match v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            {
                 Some(id) => c.project_id = Some(Some(id)),
                 None => {
                     errors.insert("project_id", "Choose one of your projects.".into());
@@ -388,11 +395,13 @@ impl TaskStore {
 
     /// One of the user's tasks.
     pub async fn get(&self, owner: &str, id: i64) -> sqlx::Result<Option<Task>> {
-        sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND owner = ?"))
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&self.pool)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND owner = ?"
+        ))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     /// Creates a task from validated changes; `Err(fields)` when the project is not theirs.
@@ -424,7 +433,12 @@ impl TaskStore {
         Ok(self.get(owner, id).await?.ok_or_else(FieldErrors::new))
     }
 
-    async fn update(&self, owner: &str, id: i64, c: Changes) -> sqlx::Result<Option<Result<Task, FieldErrors>>> {
+    async fn update(
+        &self,
+        owner: &str,
+        id: i64,
+        c: Changes,
+    ) -> sqlx::Result<Option<Result<Task, FieldErrors>>> {
         let Some(current) = self.get(owner, id).await? else {
             return Ok(None);
         };
@@ -591,14 +605,13 @@ macro_rules! tried {
 
 async fn list(req: HttpRequest, idp: web::Data<DemoIdp>, store: web::Data<TaskStore>) -> HttpResponse {
     let owner = tried!(user(&req, &idp, &store).await);
-    let q = match ListQuery::parse(req.query_string()) {
-        Ok(q) => q,
-        Err(fields) => {
-            return HttpResponse::BadRequest().json(json!({
+    let q =
+        match ListQuery::parse(req.query_string()) {
+            Ok(q) => q,
+            Err(fields) => return HttpResponse::BadRequest().json(json!({
                 "error": "invalid_query", "message": "Some query parameters are not valid.", "fields": fields,
-            }))
-        }
-    };
+            })),
+        };
     match store.list(&owner, &q).await {
         Ok((tasks, total)) => HttpResponse::Ok().json(json!({
             "data": tasks, "page": q.page, "per_page": q.per_page, "total": total,

@@ -231,7 +231,8 @@ pub(super) async fn prepare(
         prefix: upstream.forwarded_prefix.as_deref(),
         request_id: &rid,
     };
-    let headers = upstream_request_headers(headers, &id).map_err(|e| ApiError::BadRequest("bad_header", e.0))?;
+    let headers =
+        upstream_request_headers(headers, &id).map_err(|e| ApiError::BadRequest("bad_header", e.0))?;
     let mut up = client.0.request(method, url.as_str()).no_decompress();
     *up.headers_mut() = headers;
     Ok((up, who.and_then(|w| w.key_hash)))

@@ -26,7 +26,8 @@
   function contextHeaders() {
     return {
       "X-Page-URL": window.location.href,
-      "X-Page-Title": document.title.slice(0, 200),
+      // Header values must be Latin-1 in fetch: the title travels percent-encoded UTF-8.
+      "X-Page-Title": encodeURIComponent(document.title.slice(0, 120)),
       "X-Project-ID": cfg.projectId || "",
     };
   }

@@ -155,7 +155,7 @@ impl TestApp {
         self.jar.borrow().get(&self.state.session_cookie).cloned()
     }
 
-    fn url(&self, path_or_url: &str) -> String {
+    pub fn url(&self, path_or_url: &str) -> String {
         if path_or_url.starts_with("http") {
             path_or_url.to_owned()
         } else {
@@ -291,6 +291,24 @@ impl TestApp {
     pub async fn post_api(&self, path: &str, body: &str) -> Resp {
         self.send(self.api_request(path), Some(body.as_bytes().to_vec()))
             .await
+    }
+
+    /// Acts as the browser holding session cookie `cookie` (and no other cookie).
+    pub fn use_cookie(&self, cookie: &str) {
+        self.jar.borrow_mut().clear();
+        self.jar
+            .borrow_mut()
+            .insert(self.session_cookie_name(), cookie.to_owned());
+    }
+
+    /// The form token a signed-in page carries in its forms.
+    pub async fn form_token(&self, page: &str) -> String {
+        let html = self.get(page).await.text();
+        let at = html
+            .find("name=\"form_token\" value=\"")
+            .expect("a form token on the page");
+        let rest = &html[at + "name=\"form_token\" value=\"".len()..];
+        rest[..rest.find('"').expect("closing quote")].to_owned()
     }
 
     pub async fn post_form(&self, path: &str, form: &[(String, String)]) -> Resp {

@@ -13,4 +13,5 @@ mod proxy;
 mod replicas;
 mod session_cache;
 mod sessions;
+mod tasks;
 mod upstream;

@@ -9,10 +9,7 @@ async fn sign_in(app: &TestApp, user: usize) -> String {
 }
 
 fn use_cookie(app: &TestApp, cookie: &str) {
-    app.jar.borrow_mut().clear();
-    app.jar
-        .borrow_mut()
-        .insert(app.session_cookie_name(), cookie.to_owned());
+    app.use_cookie(cookie);
 }
 
 async fn delete(app: &TestApp, id: &str, csrf: bool) -> u16 {
@@ -145,16 +142,6 @@ async fn the_session_cache_never_outlives_a_local_sign_out_or_revocation() {
     assert_eq!(app.get("/api/auth/me").await.status, 401);
 }
 
-/// The form token a signed-in page carries in its Sign out form.
-async fn form_token_of(app: &TestApp, page: &str) -> String {
-    let html = app.get(page).await.text();
-    let at = html
-        .find("name=\"form_token\" value=\"")
-        .expect("a form token on the page");
-    let rest = &html[at + "name=\"form_token\" value=\"".len()..];
-    rest[..rest.find('"').expect("closing quote")].to_owned()
-}
-
 fn form_post(app: &TestApp, origin: &str, token: &str) -> (awc::ClientRequest, Vec<u8>) {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("form_token", token)
@@ -171,10 +158,10 @@ fn form_post(app: &TestApp, origin: &str, token: &str) -> (awc::ClientRequest, V
 async fn the_sign_out_form_works_without_javascript_and_only_with_its_token() {
     let app = spawn_app().await;
     app.login_as(0, "/dashboard").await;
-    let token = form_token_of(&app, "/dashboard").await;
+    let token = app.form_token("/dashboard").await;
     assert_eq!(token.len(), 43);
     // Same token on every page of the session.
-    assert_eq!(form_token_of(&app, "/sessions").await, token);
+    assert_eq!(app.form_token("/sessions").await, token);
 
     for (origin, t) in [
         (app.origin.clone(), "wrong-token".to_owned()),
@@ -248,7 +235,7 @@ async fn signing_out_everywhere_else_ends_the_other_browsers_only() {
     // The page's form does the same, with its token.
     let again = sign_in(&app, 0).await;
     use_cookie(&app, &here);
-    let token = form_token_of(&app, "/sessions").await;
+    let token = app.form_token("/sessions").await;
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("form_token", &token)
         .finish();

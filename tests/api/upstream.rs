@@ -89,6 +89,8 @@ async fn status(path: web::Path<u16>) -> HttpResponse {
             .content_type("text/html")
             .body("<html><body><h1>502 Bad Gateway</h1></body></html>"),
         204 => HttpResponse::NoContent().finish(),
+        401 => HttpResponse::Unauthorized()
+            .json(serde_json::json!({ "error": "invalid_token", "message": "token not accepted" })),
         200 => HttpResponse::Ok()
             .content_type("application/octet-stream")
             .body(large_body()),

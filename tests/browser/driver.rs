@@ -176,3 +176,11 @@ pub async fn click(c: &Client, css: &str) {
 pub async fn pick_user(c: &Client, n: usize) {
     click(c, &format!("#user-{n}")).await;
 }
+
+/// From the landing page: Sign in, pick Alice, wait for the dashboard.
+pub async fn sign_in_by_clicking(c: &Client, origin: &str) {
+    c.goto(&format!("{origin}/")).await.expect("open landing");
+    click(c, "#signin").await;
+    pick_user(c, 0).await;
+    wait_for(c, "#greeting-name").await;
+}

@@ -8,3 +8,4 @@ mod chat;
 mod driver;
 mod pages;
 mod sign_in;
+mod tasks;
