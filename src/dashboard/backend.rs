@@ -189,7 +189,7 @@ impl Backend<'_> {
         )
         .await?;
         match reply.status {
-            StatusCode::NO_CONTENT => Ok(None),
+            s if s.is_success() && reply.body.is_empty() => Ok(None),
             s if s.is_success() => serde_json::from_slice(&reply.body)
                 .map(Some)
                 .map_err(|e| malformed(&e.to_string())),

@@ -1,4 +1,5 @@
-//! The pages besides tasks and projects: landing, chat, sessions, the 404 page.
+//! The pages besides tasks and projects (landing, chat, sessions, the 404 page), and how
+//! every page answers: rendered, with another status, or a 303 after a form.
 
 use actix_web::{
     http::{header, StatusCode},
@@ -88,10 +89,7 @@ pub async fn sessions(req: HttpRequest, page: SignedIn) -> Result<HttpResponse, 
 
 /// `?ended=N` after ending sessions from the page.
 fn ended_notice(req: &HttpRequest) -> Option<usize> {
-    req.query_string()
-        .split('&')
-        .find_map(|p| p.strip_prefix("ended="))
-        .and_then(|n| n.parse().ok())
+    super::views::query_param(req, "ended").and_then(|n| n.parse().ok())
 }
 
 #[derive(Template)]

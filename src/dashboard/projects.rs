@@ -9,7 +9,7 @@ use super::{
     pages::render,
     shell::{Shell, SignedIn},
     tasks::list_page,
-    views::{here, trouble_page, Filters},
+    views::{here, parse_id, trouble_page, Filters},
 };
 use crate::error::PageError;
 
@@ -37,7 +37,7 @@ pub async fn show(
     page: SignedIn,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let id: i64 = path.parse().map_err(|_| PageError::NotFound)?;
+    let id = parse_id(&path)?;
     let back = here(&req);
     let project = match page.backend(&req).project(id).await {
         Ok(p) => p,

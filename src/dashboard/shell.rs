@@ -116,11 +116,7 @@ impl SignedIn {
 /// the form was on.
 fn come_back_to(req: &HttpRequest, origin: &str) -> String {
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        return req
-            .uri()
-            .path_and_query()
-            .map(|pq| pq.as_str().to_owned())
-            .unwrap_or_else(|| "/dashboard".into());
+        return super::views::here(req).to_owned();
     }
     req.headers()
         .get("referer")

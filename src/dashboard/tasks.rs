@@ -14,7 +14,7 @@ use super::{
     backend::{Project, Task, Trouble},
     pages::{render, render_with, see_other},
     shell::{Shell, SignedIn},
-    views::{back_with_notice, here, notice, safe_back, trouble_page, Filters, TaskRow},
+    views::{back_with_notice, here, notice, parse_id, query_param, safe_back, trouble_page, Filters, TaskRow},
 };
 use crate::error::PageError;
 
@@ -153,15 +153,7 @@ impl TaskForm {
 
 /// `?back=` of a GET, if it is a path on this site.
 fn back_param(req: &HttpRequest) -> String {
-    let back = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "back")
-        .map(|(_, v)| v.into_owned());
-    safe_back(back.as_deref(), "/tasks").to_owned()
-}
-
-/// Task ids are numbers; anything else is a page that does not exist.
-fn task_id(path: &str) -> Result<i64, PageError> {
-    path.parse().map_err(|_| PageError::NotFound)
+    safe_back(query_param(req, "back").as_deref(), "/tasks").to_owned()
 }
 
 /// One list page of `filters`, at `path` (`/tasks` or a project's page).
@@ -228,10 +220,7 @@ pub async fn new_task(req: HttpRequest, page: SignedIn) -> Result<HttpResponse, 
         Ok(p) => p,
         Err(t) => return trouble_page(&page, here(&req), t, "New task", "tasks"),
     };
-    let project_id = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "project")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
+    let project_id = query_param(req, "project").unwrap_or_default();
     let back = back_param(&req);
     render(&TaskFormPage {
         shell: page.shell("tasks"),
@@ -266,12 +255,24 @@ async fn form_again(
     let (status, errors, message) = match trouble {
         Trouble::Invalid(fields) => (StatusCode::UNPROCESSABLE_ENTITY, fields, None),
         Trouble::Unavailable { status, message } => (status, BTreeMap::new(), Some(message)),
-        Trouble::SignIn => return Err(PageError::SignIn(back.to_owned())),
+        Trouble::SignIn => return trouble_page(page, back, Trouble::SignIn, "Task", "tasks"),
         Trouble::NotFound => return trouble_page(page, back, Trouble::NotFound, "Task", "tasks"),
         Trouble::Page(e) => return Err(e),
     };
-    // The project list is a nicety here: without it the form still shows what was typed.
-    let projects = page.backend(req).projects().await.unwrap_or_default();
+    // The project list is a nicety here: without it the form still shows what was typed,
+    // the chosen project included (else saving again would clear it).
+    let mut projects = page.backend(req).projects().await.unwrap_or_default();
+    let typed = form.values();
+    if let Ok(id) = typed.project_id.parse::<i64>() {
+        if !projects.iter().any(|p| p.id == id) {
+            projects.push(Project {
+                id,
+                name: format!("Project {id}"),
+                open_count: 0,
+                done_count: 0,
+            });
+        }
+    }
     render_with(
         status,
         &TaskFormPage {
@@ -280,7 +281,7 @@ async fn form_again(
             heading: if task.is_some() { "Edit task" } else { "New task" },
             action: task.map_or("/tasks".into(), |id| format!("/tasks/{id}")),
             task_id: task,
-            values: form.values(),
+            values: typed,
             errors,
             projects,
             back,
@@ -309,7 +310,7 @@ pub async fn edit(
     page: SignedIn,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let id = task_id(&path)?;
+    let id = parse_id(&path)?;
     let backend = page.backend(&req);
     let (task, projects) = join(backend.task(id), backend.projects()).await;
     let (task, projects) = match (task, projects) {
@@ -340,7 +341,7 @@ pub async fn save(
     form: web::Form<TaskForm>,
 ) -> Result<HttpResponse, PageError> {
     page.check_form(&req, &form.form_token)?;
-    let id = task_id(&path)?;
+    let id = parse_id(&path)?;
     match page.backend(&req).update(id, &form.fields()).await {
         Ok(_) => {
             let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -359,7 +360,7 @@ pub async fn set_status(
     form: web::Form<TaskForm>,
 ) -> Result<HttpResponse, PageError> {
     page.check_form(&req, &form.form_token)?;
-    let id = task_id(&path)?;
+    let id = parse_id(&path)?;
     let status = match form.status.as_deref() {
         Some(s @ ("open" | "done")) => s,
         _ => return Err(PageError::BadRequest("A task is either open or done.".into())),
@@ -376,7 +377,7 @@ pub async fn confirm_delete(
     page: SignedIn,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let id = task_id(&path)?;
+    let id = parse_id(&path)?;
     let task = match page.backend(&req).task(id).await {
         Ok(t) => t,
         Err(t) => return trouble_page(&page, here(&req), t, "Delete a task", "tasks"),
@@ -399,9 +400,11 @@ pub async fn delete(
     form: web::Form<TaskForm>,
 ) -> Result<HttpResponse, PageError> {
     page.check_form(&req, &form.form_token)?;
-    let id = task_id(&path)?;
+    let id = parse_id(&path)?;
+    // Never back to the deleted task's own pages.
+    let own = format!("/tasks/{id}");
     let back = match form.back() {
-        b if b.starts_with(&format!("/tasks/{id}")) => "/tasks",
+        b if b.strip_prefix(&own).is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?'])) => "/tasks",
         b => b,
     };
     match page.backend(&req).delete(id).await {

@@ -85,7 +85,8 @@ impl ShownTime {
 pub fn parse_date(s: &str) -> Option<Date> {
     let mut parts = s.splitn(3, '-');
     let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+    let digits = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(y, 4) && digits(m, 2) && digits(d, 2)) {
         return None;
     }
     let month = Month::try_from(m.parse::<u8>().ok()?).ok()?;
@@ -153,7 +154,9 @@ mod tests {
         assert_eq!(text("2027-01-15"), "Fri 15 Jan 2027");
         assert!(DueDate::new("2026-11-20", today).expect("due").overdue);
         assert!(!DueDate::new("2026-12-01", today).expect("due").overdue);
-        assert!(DueDate::new("soon", today).is_none());
+        for bad in ["soon", "2026-02-30", "+202-01-01", "2026-+1-01", "2026-1-01"] {
+            assert!(DueDate::new(bad, today).is_none(), "{bad}");
+        }
     }
 
     #[test]

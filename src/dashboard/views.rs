@@ -140,7 +140,7 @@ impl Filters {
         self.status != "open" || !self.project.is_empty() || !self.q.is_empty()
     }
 
-    /// "open", "done", "in all states", with the search.
+    /// "(open)", "(done)", "(in all)", with the search.
     pub fn describe(&self) -> String {
         let state = match self.status.as_str() {
             "open" => "open",
@@ -158,10 +158,7 @@ impl Filters {
 
 /// The fixed text of `?notice=…` after a form (never text from the link itself).
 pub fn notice(req: &HttpRequest) -> Option<&'static str> {
-    let key = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "notice")
-        .map(|(_, v)| v.into_owned())?;
-    Some(match key.as_str() {
+    Some(match query_param(req, "notice")?.as_str() {
         "created" => "Task added.",
         "saved" => "Saved.",
         "deleted" => "Task deleted.",
@@ -171,7 +168,7 @@ pub fn notice(req: &HttpRequest) -> Option<&'static str> {
     })
 }
 
-/// `back` (a path on this site, default `fallback`) with `notice=…` added.
+/// `back` (a path on this site) with `notice=…` added, replacing an earlier one.
 pub fn back_with_notice(back: &str, notice: &str) -> String {
     let (path, query) = back.split_once('?').unwrap_or((back, ""));
     let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
@@ -183,9 +180,11 @@ pub fn back_with_notice(back: &str, notice: &str) -> String {
     format!("{path}?{}", q.finish())
 }
 
-/// A form's `back` field if it is a path on this site, else `fallback`.
+/// A form's `back` field if it is a path on this site (in ASCII: it becomes a `Location`
+/// header as it is), else `fallback`.
 pub fn safe_back<'a>(back: Option<&'a str>, fallback: &'a str) -> &'a str {
     back.and_then(crate::auth::return_to::validate_return_to)
+        .filter(|b| b.is_ascii())
         .unwrap_or(fallback)
 }
 
@@ -196,6 +195,18 @@ struct TroublePage<'a> {
     heading: &'a str,
     message: &'a str,
     retry: &'a str,
+}
+
+/// The value of query parameter `name`, decoded.
+pub fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Ids in paths are numbers; anything else is a page that does not exist.
+pub fn parse_id(path: &str) -> Result<i64, PageError> {
+    path.parse().map_err(|_| PageError::NotFound)
 }
 
 /// This page's path and query: where "Try again" and sign-in lead back to after a GET.
@@ -226,7 +237,22 @@ pub fn trouble_page(
                 retry: here,
             },
         ),
-        Trouble::SignIn => Err(PageError::SignIn(here.to_owned())),
+        // A page, not a redirect: a provider that signs in silently would otherwise send the
+        // browser round in a loop while the backend keeps refusing the token.
+        Trouble::SignIn => {
+            let q: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("returnTo", here)
+                .finish();
+            let login = format!("/api/auth/login?{q}");
+            Ok(ErrorPage {
+                status: 401,
+                title: "Sign in again",
+                message: "The task service did not accept your sign-in. Sign in again to go on.",
+                action: Some((&login, "Sign in again")),
+                shell: page.shell(current),
+            }
+            .respond())
+        }
         Trouble::NotFound => Ok(ErrorPage {
             status: 404,
             title: "Not found",

@@ -14,10 +14,7 @@ use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 
-use super::{
-    tasks::{Changes, TaskStore},
-    DemoIdp,
-};
+use super::{task_input::Changes, tasks::TaskStore, DemoIdp};
 use crate::ids::random_token;
 
 /// State of the demo backend: threads and attachments per user, and the tasks database.
@@ -28,7 +25,8 @@ pub struct DemoBackend {
     /// Answers whose client went away before the end (Stop, a closed tab).
     cancelled: Arc<std::sync::atomic::AtomicU64>,
     tasks: TaskStore,
-    /// The page context of the last chat request (for tests and the curious).
+    /// The page context of the last chat request, whoever sent it (for tests and the
+    /// curious: the demo backend listens on loopback only).
     last_context: Mutex<Value>,
 }
 
@@ -61,7 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/chatkit/attachments/{id}/upload",
             web::post().to(upload_two_phase),
         )
-        .configure(super::tasks::configure)
+        .configure(super::tasks_api::configure)
         .route("/demo/stats", web::get().to(stats));
 }
 

@@ -4,7 +4,9 @@
 pub mod backend;
 pub mod idp;
 pub mod keys;
+pub mod task_input;
 pub mod tasks;
+pub mod tasks_api;
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 

@@ -28,8 +28,9 @@ impl ProxyClient {
     /// default headers and no connection limit (streams hold connections for minutes);
     /// idle connections are reused for at most `keepalive`.
     pub fn new(connect: Duration, headers: Duration, keepalive: Duration) -> Self {
+        super::upstream_io::start_reaper(keepalive);
         let connector = awc::Connector::new()
-            .connector(super::eof::watched_connector())
+            .connector(super::upstream_io::watched_connector())
             .timeout(connect)
             .limit(0)
             .conn_keep_alive(keepalive);

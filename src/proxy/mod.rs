@@ -1,11 +1,11 @@
 //! The streaming proxy: `/api/chatkit` and the remote-API route table, one forwarder.
 
 pub mod call;
-pub mod eof;
 pub mod forward;
 pub mod headers;
 pub mod routes;
 pub mod stream;
+pub mod upstream_io;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 

@@ -50,6 +50,8 @@ pub struct UpstreamBody<S> {
     span: tracing::Span,
     on_close: Option<Box<dyn FnOnce(u64, bool)>>,
     revalidate: Option<Revalidate>,
+    /// Keeps the connection from the idle reaper while the body is passed on.
+    hold: Option<super::upstream_io::Hold>,
 }
 
 /// A periodic check that the stream's session still exists, so that a sign-out or
@@ -82,6 +84,7 @@ impl<S> UpstreamBody<S> {
             span: tracing::Span::current(),
             on_close: None,
             revalidate: None,
+            hold: None,
         }
     }
 
@@ -156,7 +159,10 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let (polled, eof) = super::eof::watch(|| Pin::new(&mut this.inner).poll_next(cx));
+        let (polled, eof, conn) = super::upstream_io::watch(|| Pin::new(&mut this.inner).poll_next(cx));
+        if let (None, Some(conn)) = (&this.hold, conn) {
+            this.hold = Some(super::upstream_io::Hold::new(conn));
+        }
         match polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 // Timers are re-armed lazily when they fire: a chunk costs one clock read.
@@ -186,6 +192,8 @@ where
             }
             Poll::Ready(None) => {
                 this.finished = true;
+                // awc has the connection back: from now on it may idle.
+                this.hold = None;
                 return Poll::Ready(None);
             }
             Poll::Pending => {}

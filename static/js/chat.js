@@ -15,6 +15,8 @@
   const THREAD_KEY = prefix + "thread";
   const DRAFT_KEY = prefix + "draft";
   const OPEN_KEY = prefix + "panel-open";
+  // Once the widget's script failed in this tab, later pages go straight to the built-in client.
+  const NO_WIDGET_KEY = "taskflow.chat.no-widget";
   const loading = document.getElementById("chat-loading");
   const panel = root.closest("details");
 
@@ -52,11 +54,13 @@
   function loadWidget() {
     return new Promise((resolve, reject) => {
       if (!cfg.scriptUrl) return reject(new Error("no script URL"));
-      const timer = setTimeout(() => reject(new Error("ChatKit script timed out")), 4000);
+      if (sessionStorage.getItem(NO_WIDGET_KEY) === cfg.scriptUrl) return reject(new Error("ChatKit script unavailable"));
+      const failed = (why) => { sessionStorage.setItem(NO_WIDGET_KEY, cfg.scriptUrl); reject(new Error(why)); };
+      const timer = setTimeout(() => failed("ChatKit script timed out"), 4000);
       const script = document.createElement("script");
       script.src = cfg.scriptUrl;
       script.async = true;
-      script.onerror = () => { clearTimeout(timer); reject(new Error("ChatKit script failed to load")); };
+      script.onerror = () => { clearTimeout(timer); failed("ChatKit script failed to load"); };
       script.onload = () => customElements.whenDefined("openai-chatkit").then(() => { clearTimeout(timer); resolve(); });
       document.head.appendChild(script);
     });
@@ -68,8 +72,11 @@
     el.hidden = false;
     el.setOptions({
       api: { url: cfg.apiUrl, domainKey: cfg.domainKey, fetch: chatFetch, uploadStrategy: { type: "two_phase" } },
-      onEffect: ({ name, data }) => effect(name, data),
     });
+    // The widget reports client effects as DOM events; and whatever an answer did, the
+    // lists beside it are refreshed when it ends.
+    el.addEventListener("chatkit.effect", (e) => effect(e.detail && e.detail.name, e.detail && e.detail.data));
+    el.addEventListener("chatkit.response.end", () => effect("tasks.changed"));
   }
 
   /** Reads `data: <json>` events from a streamed response as they arrive. */
@@ -338,6 +345,13 @@
     start();
   } else {
     // The panel starts the assistant when first opened, and stays open across pages.
+    // Escape closes the panel and gives focus back to its button.
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && panel.open) {
+        panel.open = false;
+        panel.querySelector("summary").focus();
+      }
+    });
     panel.addEventListener("toggle", () => {
       sessionStorage.setItem(OPEN_KEY, panel.open ? "1" : "");
       if (panel.open) start();

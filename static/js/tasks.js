@@ -1,8 +1,10 @@
 // Task forms in place: a form or link marked `data-api="METHOD /api/remote/…"` is sent to
 // the backend through the BFF (bffFetch adds X-CSRF), then the page's live regions are
 // re-rendered from the server's own HTML, so the server stays the one renderer. When the
-// call cannot be made or fails, the plain form is submitted (or the link followed): the
-// server-rendered page is the fallback. Changes the assistant makes refresh the lists too.
+// request cannot be sent at all, or the BFF answers 401, the plain form is submitted (or
+// the link followed) and the server-rendered page takes over; a failure after the request
+// was sent is told in place instead (posting again could add the task twice). Changes the
+// assistant makes refresh the lists too.
 "use strict";
 
 (function () {
@@ -15,7 +17,7 @@
     clearTimeout(clearTimer);
     // A fresh text node is announced even when the words repeat.
     setTimeout(() => { status.textContent = text; }, 30);
-    clearTimer = setTimeout(() => { status.textContent = ""; }, 5000);
+    clearTimer = setTimeout(() => { status.textContent = ""; }, 6000);
   }
 
   /** Where focus was, in words that survive re-rendering: an id, or a task and a class. */
@@ -41,13 +43,19 @@
     }
   }
 
+  // Refreshes may overlap (two quick ticks): only the latest one's answer is used.
+  let latest = 0;
+
   /** Re-renders every `[data-live]` region of this page from a fresh copy of it. */
   async function refresh(mark) {
+    const mine = ++latest;
     const url = new URL(location.href);
     url.searchParams.delete("notice");
     const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
     if (res.redirected || !res.ok) return;
-    const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+    const html = await res.text();
+    if (mine !== latest) return;
+    const doc = new DOMParser().parseFromString(html, "text/html");
     for (const region of document.querySelectorAll("[data-live][id]")) {
       const fresh = doc.getElementById(region.id);
       if (fresh) region.replaceWith(document.importNode(fresh, true));
@@ -58,10 +66,7 @@
     restoreFocus(mark);
   }
 
-  function signIn() {
-    location.href = "/api/auth/login?returnTo=" + encodeURIComponent(location.pathname + location.search);
-  }
-
+  /** Shows field messages beside their fields; true when one was shown there. */
   function showErrors(form, fields) {
     let first = null;
     for (const p of form.querySelectorAll(".field-error[data-field]")) {
@@ -77,7 +82,10 @@
     const summary = document.getElementById("form-errors");
     if (summary && form.id === "task-form") summary.hidden = !first;
     if (first) first.focus();
-    announce(first ? Object.values(fields).join(" ") : "");
+    // Messages without a field here (a hidden project, say) are read out all the same.
+    const all = Object.values(fields).join(" ");
+    if (all) announce(all);
+    return first !== null;
   }
 
   /** The form's fields as the API's JSON (empty date or project: none). */
@@ -91,7 +99,8 @@
     return data;
   }
 
-  /** Sends `method url`; answers true when handled, false when the page should fall back. */
+  /** Sends `method url`: "done", "invalid" (told beside the fields), "failed" (told in
+   * place) or "fallback" (let the server-rendered page handle it). */
   async function send(el, method, url, payload, mark) {
     let res;
     try {
@@ -102,36 +111,43 @@
       }
       res = await window.bffFetch(url, init);
     } catch (err) {
-      return false;
+      return "fallback";
     }
-    if (res.status === 401) { signIn(); return true; }
+    if (res.status === 401) return "fallback";
     if (res.status === 422 && el.tagName === "FORM") {
       const err = await res.json().catch(() => ({}));
       showErrors(el, err.fields || {});
-      return true;
+      return "invalid";
     }
-    if (!res.ok) return false;
+    // Deleting what is already gone is done.
+    const gone = method === "DELETE" && res.status === 404;
+    if (!res.ok && !gone) {
+      const err = await res.json().catch(() => ({}));
+      announce((err.message ? err.message.charAt(0).toUpperCase() + err.message.slice(1) + ". " : "") + "Nothing was changed; try again.");
+      return "failed";
+    }
     if (el.tagName === "FORM") showErrors(el, {});
     if (el.hasAttribute("data-reset")) el.reset();
     announce(el.dataset.doneMessage);
     await refresh(mark).catch(() => {});
-    return true;
+    return "done";
   }
 
   document.addEventListener("submit", async (event) => {
     const form = event.target.closest("form[data-api]");
-    if (!form || form.dataset.busy) return;
+    if (!form) return;
     event.preventDefault();
+    if (form.dataset.busy) return;
     const [method, url] = form.dataset.api.split(" ");
     const mark = focusMark();
     form.dataset.busy = "1";
     const buttons = form.querySelectorAll("button");
     buttons.forEach((b) => { b.disabled = true; });
-    const handled = await send(form, method, url, body(form), mark);
+    const outcome = await send(form, method, url, body(form), mark);
     buttons.forEach((b) => { b.disabled = false; });
     delete form.dataset.busy;
-    if (!handled) form.submit();
-    else if (form.hasAttribute("data-reset")) {
+    if (outcome === "fallback") form.submit();
+    else if (outcome === "done" && form.hasAttribute("data-reset")) {
       const first = form.querySelector("input:not([type=hidden])");
       if (first) first.focus();
     }
@@ -141,9 +157,13 @@
     const link = event.target.closest("a[data-api]");
     if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
     event.preventDefault();
+    if (link.dataset.busy) return;
     if (link.dataset.confirm && !window.confirm(link.dataset.confirm)) return;
     const [method, url] = link.dataset.api.split(" ");
-    if (!(await send(link, method, url, undefined, focusMark()))) location.href = link.href;
+    link.dataset.busy = "1";
+    const outcome = await send(link, method, url, undefined, focusMark());
+    delete link.dataset.busy;
+    if (outcome === "fallback") location.href = link.href;
   });
 
   document.addEventListener("taskflow:effect", (event) => {

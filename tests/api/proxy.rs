@@ -654,3 +654,61 @@ async fn an_upload_reaches_the_upstream_before_the_browser_has_sent_all_of_it() 
     assert_eq!(echo["body_bytes"], 8 << 20);
     assert!(echo["body_chunks"].as_u64().expect("chunks") > 8, "{echo}");
 }
+
+/// The BFF's open TCP connections to `port` (ESTABLISHED or CLOSE_WAIT, client side), from
+/// the kernel's table: independent of what else this test process runs.
+fn connections_to(port: u16) -> usize {
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = cols
+                .get(2)
+                .and_then(|r| r.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            // 01: ESTABLISHED, 08: CLOSE_WAIT.
+            if remote_port == Some(port) && matches!(cols.get(3), Some(&"01") | Some(&"08")) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[actix_web::test]
+async fn idle_upstream_connections_are_closed_without_another_request() {
+    let up = spawn_upstream();
+    let port: u16 = up.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let app = spawn_app_with(&[
+        ("CHATKIT_URL", &format!("{}/chatkit", up.url)),
+        ("UPSTREAM_KEEPALIVE_SECS", "1"),
+    ])
+    .await;
+    app.login_as(0, "/dashboard").await;
+    // Twenty streams at once, each read to its end: their connections go back to the pool.
+    let streams = (0..20).map(|_| async {
+        let mut s = app.open_api("/api/chatkit/two-events-complete", "{}").await;
+        while let Some(chunk) = s.next_chunk(5).await {
+            chunk.expect("a complete stream");
+        }
+    });
+    futures_util::future::join_all(streams).await;
+    let pooled = connections_to(port);
+    assert!(pooled >= 2, "the streams left {pooled} pooled connections");
+    // No request comes; within the keep-alive window (and one reaper period) they close.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while connections_to(port) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {pooled} idle connections still open",
+            connections_to(port)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // And the next request opens a fresh one and works.
+    let r = app.post_api("/api/chatkit/two-events-complete", "{}").await;
+    assert_eq!(r.status, 200);
+}

@@ -526,9 +526,18 @@ async fn a_token_the_backend_refuses_leads_to_sign_in_and_back() {
     let up = spawn_upstream();
     let refusing = format!("{}/chatkit/status/401", up.url);
     let app = with_backend_at(&refusing, &refusing, &[]).await;
+    // A page with the way to sign in, not a redirect: a provider that signs in silently
+    // would otherwise send the browser round in a loop.
     let r = app.get("/tasks?status=done").await;
-    assert_eq!(r.status, 302);
-    assert_eq!(r.location(), "/api/auth/login?returnTo=%2Ftasks%3Fstatus%3Ddone");
+    assert_eq!(r.status, 401);
+    let html = r.text();
+    assert!(html.contains("Sign in again"), "{html}");
+    assert!(
+        html.contains("href=\"/api/auth/login?returnTo=%2Ftasks%3Fstatus%3Ddone\""),
+        "{html}"
+    );
+    assert!(html.contains("id=\"nav-tasks\""), "in the dashboard's frame");
+    assert_eq!(app.get("/api/auth/me").await.status, 200, "our session is untouched");
 }
 
 #[actix_web::test]

@@ -1,0 +1,244 @@
+//! The proxy's upstream connections: telling a truncated body from a complete one, and
+//! closing connections that sit idle in awc's pool.
+//!
+//! awc reports a body whose connection closed early (a chunked body without its last
+//! chunk, a sized body short of its length) as a clean end of stream. A proxy must not:
+//! the browser would take half an answer for a whole one. The proxy's connections are
+//! therefore made through [`WatchedIo`], which notes on the polling thread when a read
+//! hits end-of-file; [`watch`] tells whether that happened during one poll of the body.
+//!
+//! awc's pool closes an idle connection only when the next request to that host looks
+//! for one: after a burst of streams, thousands of sockets (in CLOSE_WAIT once the
+//! backend gives up on them) and their buffers stay until traffic comes back, and the
+//! first request pays for closing them all. So every connection is registered with its
+//! worker's reaper ([`reap_idle`]), which closes those idle for the keep-alive window
+//! whether or not another request comes. Idle means: no body is being passed on, the
+//! last operation was a completed read (a request being sent, or an answer awaited, is
+//! not idle), and nothing happened for the window. awc would not reuse such a connection
+//! anyway; when it looks at the closed one it sees end-of-file and drops it.
+
+use std::{
+    cell::{Cell, RefCell},
+    fmt, io,
+    pin::Pin,
+    rc::{Rc, Weak},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use actix_rt::net::{ActixStream, Ready, TcpStream};
+use actix_service::{Service, ServiceExt};
+use actix_tls::connect::{ConnectError, ConnectInfo, Connection};
+use awc::http::Uri;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+thread_local! {
+    static EOF_SEEN: Cell<bool> = const { Cell::new(false) };
+    /// The connection read last on this thread (the one a body poll just used).
+    static LAST_READ: RefCell<Option<Rc<ConnState>>> = const { RefCell::new(None) };
+    /// This worker's connections, for the reaper.
+    static CONNECTIONS: RefCell<Vec<Weak<ConnState>>> = const { RefCell::new(Vec::new()) };
+    /// The reaper's clock: one tick per half keep-alive window.
+    static TICK: Cell<u64> = const { Cell::new(0) };
+    static REAPER_RUNNING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// What the reaper knows of one connection.
+pub struct ConnState {
+    /// The socket; `None` once reaped.
+    io: RefCell<Option<TcpStream>>,
+    /// The reaper's tick at the last read or write.
+    last_used: Cell<u64>,
+    /// A request is being sent or its answer awaited (the last operation was a write, or
+    /// a read that had to wait).
+    in_flight: Cell<bool>,
+    /// Response bodies being passed on from this connection.
+    held: Cell<u32>,
+}
+
+impl ConnState {
+    fn touch(&self, in_flight: bool) {
+        self.last_used.set(TICK.with(Cell::get));
+        self.in_flight.set(in_flight);
+    }
+}
+
+/// A body being passed on from a connection: the reaper leaves the connection alone,
+/// however long the browser takes to read.
+pub struct Hold(Rc<ConnState>);
+
+impl Hold {
+    /// Holds `conn` until dropped.
+    pub fn new(conn: Rc<ConnState>) -> Self {
+        conn.held.set(conn.held.get() + 1);
+        Self(conn)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.held.set(self.0.held.get().saturating_sub(1));
+        // The body is done with it: idle time counts from now.
+        self.0.touch(false);
+    }
+}
+
+/// One poll of an upstream body: `f`'s result, whether a connection read hit EOF, and the
+/// connection it read from (if it read).
+pub fn watch<T>(f: impl FnOnce() -> T) -> (T, bool, Option<Rc<ConnState>>) {
+    EOF_SEEN.with(|c| c.set(false));
+    LAST_READ.with(|l| l.borrow_mut().take());
+    let out = f();
+    let conn = LAST_READ.with(|l| l.borrow_mut().take());
+    (out, EOF_SEEN.with(|c| c.replace(false)), conn)
+}
+
+/// A TCP stream that records reads returning end-of-file and its use, for the reaper.
+pub struct WatchedIo(Rc<ConnState>);
+
+impl fmt::Debug for WatchedIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchedIo")
+            .field("open", &self.0.io.borrow().is_some())
+            .finish()
+    }
+}
+
+impl WatchedIo {
+    fn new(io: TcpStream) -> Self {
+        let state = Rc::new(ConnState {
+            io: RefCell::new(Some(io)),
+            last_used: Cell::new(TICK.with(Cell::get)),
+            in_flight: Cell::new(true),
+            held: Cell::new(0),
+        });
+        CONNECTIONS.with(|c| c.borrow_mut().push(Rc::downgrade(&state)));
+        Self(state)
+    }
+
+    /// Runs `f` on the socket; a reaped connection is closed.
+    fn with<T>(&self, closed: T, f: impl FnOnce(Pin<&mut TcpStream>) -> T) -> T {
+        match self.0.io.borrow_mut().as_mut() {
+            Some(io) => f(Pin::new(io)),
+            None => closed,
+        }
+    }
+}
+
+fn closed_error<T>() -> Poll<io::Result<T>> {
+    Poll::Ready(Err(io::ErrorKind::NotConnected.into()))
+}
+
+impl AsyncRead for WatchedIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        // A reaped connection reads as end-of-file: awc's pool then drops it.
+        let res = self.with(Poll::Ready(Ok(())), |io| io.poll_read(cx, buf));
+        match res {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() == before && buf.remaining() > 0 {
+                    EOF_SEEN.with(|c| c.set(true));
+                }
+                self.0.touch(false);
+                LAST_READ.with(|l| *l.borrow_mut() = Some(self.0.clone()));
+            }
+            Poll::Ready(Err(_)) => self.0.touch(false),
+            Poll::Pending => self.0.touch(true),
+        }
+        res
+    }
+}
+
+impl AsyncWrite for WatchedIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.0.touch(true);
+        self.with(closed_error(), |io| io.poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.touch(true);
+        self.with(Poll::Ready(Ok(())), |io| io.poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(Poll::Ready(Ok(())), |io| io.poll_shutdown(cx))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.touch(true);
+        self.with(closed_error(), |io| io.poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.0.io.borrow().as_ref().is_some_and(|io| io.is_write_vectored())
+    }
+}
+
+impl ActixStream for WatchedIo {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        match self.0.io.borrow().as_ref() {
+            Some(io) => ActixStream::poll_read_ready(io, cx),
+            None => Poll::Ready(Ok(Ready::READABLE)),
+        }
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        match self.0.io.borrow().as_ref() {
+            Some(io) => ActixStream::poll_write_ready(io, cx),
+            None => Poll::Ready(Ok(Ready::WRITABLE)),
+        }
+    }
+}
+
+/// The TCP connector of the proxy's awc client: the default one, yielding [`WatchedIo`].
+pub fn watched_connector(
+) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, WatchedIo>, Error = ConnectError> + Clone {
+    actix_tls::connect::Connector::default()
+        .service()
+        .map(|c: Connection<Uri, TcpStream>| {
+            let (io, c) = c.replace_io(());
+            c.replace_io(WatchedIo::new(io)).1
+        })
+}
+
+/// Starts this worker's reaper (once per thread): every half `keepalive`, it closes the
+/// connections idle for at least `keepalive`.
+pub fn start_reaper(keepalive: Duration) {
+    if REAPER_RUNNING.with(|r| r.replace(true)) {
+        return;
+    }
+    let half = (keepalive / 2).max(Duration::from_millis(50));
+    actix_rt::spawn(async move {
+        let mut every = actix_rt::time::interval(half);
+        loop {
+            every.tick().await;
+            let tick = TICK.with(|t| {
+                t.set(t.get() + 1);
+                t.get()
+            });
+            reap_idle(tick);
+        }
+    });
+}
+
+/// Closes the connections idle since before `tick - 2` (at least two half-windows: the
+/// whole keep-alive window) and forgets the ones awc has dropped. Returns how many it closed.
+pub fn reap_idle(tick: u64) -> usize {
+    CONNECTIONS.with(|all| {
+        let mut closed = 0;
+        all.borrow_mut().retain(|weak| {
+            let Some(conn) = weak.upgrade() else {
+                return false;
+            };
+            let idle = conn.held.get() == 0 && !conn.in_flight.get() && conn.last_used.get() + 2 < tick;
+            if idle && conn.io.borrow_mut().take().is_some() {
+                closed += 1;
+            }
+            // A closed connection stays registered until awc drops it (a few bytes).
+            true
+        });
+        if closed > 0 {
+            tracing::debug!(closed, "idle upstream connections closed");
+        }
+        closed
+    })
+}
