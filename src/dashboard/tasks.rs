@@ -14,7 +14,9 @@ use super::{
     backend::{Project, Task, Trouble},
     pages::{render, render_with, see_other},
     shell::{Shell, SignedIn},
-    views::{back_with_notice, here, notice, parse_id, query_param, safe_back, trouble_page, Filters, TaskRow},
+    views::{
+        back_with_notice, here, notice, parse_id, query_param, safe_back, trouble_page, Filters, TaskRow,
+    },
 };
 use crate::error::PageError;
 
@@ -220,7 +222,7 @@ pub async fn new_task(req: HttpRequest, page: SignedIn) -> Result<HttpResponse, 
         Ok(p) => p,
         Err(t) => return trouble_page(&page, here(&req), t, "New task", "tasks"),
     };
-    let project_id = query_param(req, "project").unwrap_or_default();
+    let project_id = query_param(&req, "project").unwrap_or_default();
     let back = back_param(&req);
     render(&TaskFormPage {
         shell: page.shell("tasks"),
@@ -404,7 +406,12 @@ pub async fn delete(
     // Never back to the deleted task's own pages.
     let own = format!("/tasks/{id}");
     let back = match form.back() {
-        b if b.strip_prefix(&own).is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?'])) => "/tasks",
+        b if b
+            .strip_prefix(&own)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?'])) =>
+        {
+            "/tasks"
+        }
         b => b,
     };
     match page.backend(&req).delete(id).await {

@@ -112,7 +112,6 @@ impl Changes {
     }
 }
 
-
 /// The list's filters, sort and page, read from its query string.
 #[derive(Debug)]
 pub struct ListQuery {

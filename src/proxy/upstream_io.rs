@@ -170,7 +170,11 @@ impl AsyncWrite for WatchedIo {
         self.with(closed_error(), |io| io.poll_write_vectored(cx, bufs))
     }
     fn is_write_vectored(&self) -> bool {
-        self.0.io.borrow().as_ref().is_some_and(|io| io.is_write_vectored())
+        self.0
+            .io
+            .borrow()
+            .as_ref()
+            .is_some_and(|io| io.is_write_vectored())
     }
 }
 

@@ -537,7 +537,11 @@ async fn a_token_the_backend_refuses_leads_to_sign_in_and_back() {
         "{html}"
     );
     assert!(html.contains("id=\"nav-tasks\""), "in the dashboard's frame");
-    assert_eq!(app.get("/api/auth/me").await.status, 200, "our session is untouched");
+    assert_eq!(
+        app.get("/api/auth/me").await.status,
+        200,
+        "our session is untouched"
+    );
 }
 
 #[actix_web::test]

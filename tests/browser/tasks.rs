@@ -34,6 +34,23 @@ async fn until_listed(c: &Client, what: &str, check: impl Fn(&[String]) -> bool)
     }
 }
 
+/// Waits up to 15 s for the element `css` names to read `text` (a page being replaced
+/// may still show the old one).
+async fn until_text(c: &Client, css: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if now == text {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{css} reads {now:?}, not {text:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Marks the document; a reload or navigation loses the mark.
 async fn mark(c: &Client) {
     c.execute("window.__sameDocument = true", vec![])
@@ -94,8 +111,7 @@ async fn with_javascript_a_task_is_added_and_completed_in_place_and_found_on_its
     click(c, "#add-task").await;
     until_listed(c, "after Add", |t| t.iter().any(|x| x == "Buy stamps")).await;
     assert!(same_document(c).await, "added without a page load");
-    let status = wait_for(c, "#live-status").await.text().await.unwrap_or_default();
-    assert_eq!(status, "Task added.");
+    until_text(c, "#live-status", "Task added.").await;
     let title = c.find(Locator::Css("#new-title")).await.expect("field");
     assert_eq!(
         title.prop("value").await.expect("value").as_deref(),
@@ -147,18 +163,12 @@ async fn without_javascript_a_task_is_added_completed_and_found_on_its_project_p
     type_into(c, "#new-title", "Post the letter").await;
     choose(c, "#new-project", "Home").await;
     click(c, "#add-task").await;
-    assert_eq!(
-        wait_for(c, "#notice").await.text().await.unwrap_or_default(),
-        "Task added."
-    );
+    until_text(c, "#notice", "Task added.").await;
     until_listed(c, "after Add", |t| t.iter().any(|x| x == "Post the letter")).await;
 
     let id = task_id(c, "Post the letter").await;
     click(c, &format!("#task-{id} .check")).await;
-    assert_eq!(
-        wait_for(c, "#notice").await.text().await.unwrap_or_default(),
-        "Task completed."
-    );
+    until_text(c, "#notice", "Task completed.").await;
     assert!(
         !listed(c).await.iter().any(|x| x == "Post the letter"),
         "no longer open"
@@ -187,10 +197,7 @@ async fn without_javascript_a_task_is_added_completed_and_found_on_its_project_p
     c.goto(&format!("{}/tasks/new", b.origin)).await.expect("new");
     type_into(c, "#description", "kept").await;
     click(c, "#save-task").await;
-    assert_eq!(
-        wait_for(c, "#title-error").await.text().await.unwrap_or_default(),
-        "Enter a title."
-    );
+    until_text(c, "#title-error", "Enter a title.").await;
     let kept = c.find(Locator::Css("#description")).await.expect("field");
     assert_eq!(kept.prop("value").await.expect("value").as_deref(), Some("kept"));
 }
@@ -235,7 +242,12 @@ async fn the_assistant_on_a_project_page_adds_a_task_that_appears_without_a_relo
     mark(c).await;
     click(c, "#assistant-toggle").await;
     // The built-in client, once it has started (the widget's script is unreachable).
-    type_into(c, "#fallback:not([hidden]) #chat-input", "add a task: call the bakery").await;
+    type_into(
+        c,
+        "#fallback:not([hidden]) #chat-input",
+        "add a task: call the bakery",
+    )
+    .await;
     click(c, "#chat-send").await;
     until_listed(c, "after asking the assistant", |t| {
         t.iter().any(|x| x == "call the bakery")
