@@ -242,6 +242,11 @@ fn rss_kib(pid: u32) -> u64 {
     own + children(pid).map(rss_kib).sum::<u64>()
 }
 
+/// Open file descriptors of `pid`.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
 fn children(pid: u32) -> impl Iterator<Item = u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
@@ -453,7 +458,9 @@ async fn memory_rows(
     n: usize,
     hold: Duration,
 ) {
+    let files_before = open_files(pid);
     let (per, before, failed, broken) = held_streams(via, pid, n, hold).await;
+    let ended = std::time::Instant::now();
     // nginx holding the same streams, for reference (briefly).
     let (n_per, n_failed) = match (ngx, nginx_pid) {
         (Some(t), Some(p)) => {
@@ -476,6 +483,21 @@ async fn memory_rows(
     println!(
         "{:<44} {blank:>10} {blank:>10} {before:>10}",
         "  BFF RSS KiB before opening them"
+    );
+    // Resources come back without further traffic: idle upstream connections are closed.
+    actix_web::rt::time::sleep(
+        (ended + Duration::from_secs(10)).saturating_duration_since(std::time::Instant::now()),
+    )
+    .await;
+    println!(
+        "{:<44} {blank:>10} {blank:>10} {:>10}",
+        "  BFF open files before / 10 s after the end",
+        format!("{files_before} / {}", open_files(pid))
+    );
+    println!(
+        "{:<44} {blank:>10} {blank:>10} {:>10}",
+        "  BFF RSS KiB 10 s after the end",
+        rss_kib(pid)
     );
 }
 

@@ -213,15 +213,34 @@ pub fn start_reaper(keepalive: Duration) {
     let half = (keepalive / 2).max(Duration::from_millis(50));
     actix_rt::spawn(async move {
         let mut every = actix_rt::time::interval(half);
+        let mut settling = false;
         loop {
             every.tick().await;
             let tick = TICK.with(|t| {
                 t.set(t.get() + 1);
                 t.get()
             });
-            reap_idle(tick);
+            let closed = reap_idle(tick);
+            // After a burst, once its connections are closed (and a tick later, when the
+            // browsers' connections have gone too), the freed memory goes back to the OS.
+            if closed > 0 || settling {
+                give_back_memory();
+            }
+            settling = closed > 0;
         }
     });
+}
+
+/// Returns freed heap memory to the operating system: glibc keeps it otherwise, and a
+/// burst of thousands of streams would leave the process that much larger for good.
+#[allow(unsafe_code)]
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers, only releases memory glibc holds free, and
+    // is thread-safe (it locks each arena it trims).
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Closes the connections idle since before `tick - 2` (at least two half-windows: the
