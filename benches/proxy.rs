@@ -13,7 +13,9 @@
 //! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
 //! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20), BENCH_HELD_STREAMS (a second
 //! RSS measurement, e.g. 10000), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
-//! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG).
+//! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), and BENCH_LOGGING: `silent`
+//! (default: nginx without access log, the BFF at `warn`) or `file` (nginx's access log and
+//! the BFF's `info` lines, one per request each, written to files): like against like.
 //! nginx (the reference column) is installed from Debian's packages if missing.
 
 use std::{
@@ -28,6 +30,8 @@ use binary::{free_port, sign_in, BffProcess};
 use bytes::Bytes;
 use futures_util::{future::join_all, stream, StreamExt};
 
+// Shared with the tests; the bench uses part of it.
+#[allow(dead_code)]
 #[path = "../tests/common/binary.rs"]
 mod binary;
 
@@ -155,6 +159,11 @@ impl Drop for Nginx {
 
 /// nginx `proxy_pass` with `proxy_buffering off` and a fixed Authorization header; installed
 /// from Debian's packages if missing. `None` when it cannot be had.
+/// Whether both proxies write one log line per request to a file (`BENCH_LOGGING=file`).
+fn logging_to_files() -> bool {
+    std::env::var("BENCH_LOGGING").is_ok_and(|v| v == "file")
+}
+
 fn start_nginx(upstream: u16) -> Option<Nginx> {
     let have = |cmd: &str| Command::new(cmd).arg("-v").stderr(Stdio::null()).status().is_ok();
     let nginx = ["nginx", "/usr/sbin/nginx"]
@@ -181,13 +190,18 @@ fn start_nginx(upstream: u16) -> Option<Nginx> {
     let conf = format!(
         "worker_processes auto;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
          events {{ worker_connections 20000; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
+         http {{\n access_log {access};\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
          fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n\
          upstream up {{ server 127.0.0.1:{upstream}; keepalive 256; }}\n\
          server {{\n  listen 127.0.0.1:{port};\n  location / {{\n   proxy_pass http://up;\n\
            proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n   proxy_buffering off;\n\
            proxy_set_header Authorization \"Bearer bench\";\n   proxy_read_timeout 300s;\n  }}\n }}\n}}\n",
-        d = dir.display()
+        d = dir.display(),
+        access = if logging_to_files() {
+            format!("{}/access.log", dir.display())
+        } else {
+            "off".into()
+        }
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).ok()?;
@@ -213,10 +227,7 @@ fn start_bff(upstream: u16) -> BffProcess {
     let mut env = vec![
         ("CHATKIT_URL", format!("http://127.0.0.1:{upstream}/chatkit")),
         ("DEMO_TOKEN_TTL_SECS", "3600".to_owned()),
-        (
-            "RUST_LOG",
-            std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),
-        ),
+        ("RUST_LOG", bff_log_level()),
     ];
     for (knob, var) in [
         ("BENCH_SESSION_CACHE_MS", "SESSION_CACHE_MS"),
@@ -226,7 +237,14 @@ fn start_bff(upstream: u16) -> BffProcess {
             env.push((var, v));
         }
     }
-    BffProcess::start(&env)
+    let log = logging_to_files()
+        .then(|| std::env::temp_dir().join(format!("taskflow-bff-bench-{}.log", std::process::id())));
+    BffProcess::start_logging_to(&env, log.as_deref())
+}
+
+/// `BENCH_BFF_LOG`, else `info` when logging to files and `warn` when silent.
+fn bff_log_level() -> String {
+    std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| if logging_to_files() { "info" } else { "warn" }.into())
 }
 
 /// RSS of `pid` and its child processes (nginx's workers), in KiB.
@@ -550,9 +568,10 @@ fn main() {
         }
 
         println!(
-            "taskflow-bff proxy benchmark ({} cores; loopback; BFF log level {}; SESSION_CACHE_MS {})",
+            "taskflow-bff proxy benchmark ({} cores; loopback; logs {}; BFF log level {}; SESSION_CACHE_MS {})",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            std::env::var("BENCH_BFF_LOG").unwrap_or_else(|_| "info".into()),
+            if logging_to_files() { "to files (nginx access_log, BFF info)" } else { "silent (no nginx access_log)" },
+            bff_log_level(),
             std::env::var("BENCH_SESSION_CACHE_MS").unwrap_or_else(|_| "default".into())
         );
         println!(

@@ -29,6 +29,8 @@ pub(super) struct TasksPage<'a> {
     /// On a project's page: the project (its filter is fixed).
     pub project: Option<Project>,
     pub fixed_project: Option<i64>,
+    /// The project quick add starts with: the one the list is filtered to.
+    pub quick_project: String,
     pub projects: Vec<Project>,
     pub filters: Filters,
     pub list_path: String,
@@ -177,6 +179,7 @@ pub(super) async fn list_page<'a>(
         form_token: &page.form_token,
         notice: notice(req),
         fixed_project: project.as_ref().map(|p| p.id),
+        quick_project: filters.project.clone(),
         project,
         rows: tasks
             .data

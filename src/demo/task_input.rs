@@ -87,7 +87,7 @@ impl Changes {
             Some(Some(d)) if d.is_empty() => c.due_date = Some(None),
             Some(Some(d)) if parse_date(&d).is_some() => c.due_date = Some(Some(d)),
             Some(_) => {
-                errors.insert("due_date", "Enter a date as YYYY-MM-DD, e.g. 2026-12-24.".into());
+                errors.insert("due_date", "Enter a valid date (YYYY-MM-DD).".into());
             }
         }
         match body.get("project_id") {

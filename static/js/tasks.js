@@ -20,12 +20,16 @@
     clearTimer = setTimeout(() => { status.textContent = ""; }, 6000);
   }
 
-  /** Where focus was, in words that survive re-rendering: an id, or a task and a class. */
+  /** Where focus was, in words that survive re-rendering: an id, or a task (and its
+   * place in the list) and a class. */
   function focusMark() {
     const el = document.activeElement;
     if (!el || el === document.body) return null;
     const task = el.closest("[data-task]");
-    if (task) return { task: task.dataset.task, cls: el.classList[0] };
+    if (task) {
+      const rows = Array.from(document.querySelectorAll("#task-list [data-task]"));
+      return { task: task.dataset.task, cls: el.classList[0], index: rows.indexOf(task) };
+    }
     return el.id ? { id: el.id } : null;
   }
 
@@ -34,12 +38,14 @@
     if (!mark || (now && now !== document.body && now.isConnected)) return;
     let el = mark.id ? document.getElementById(mark.id) : null;
     if (mark.task) {
-      const row = document.getElementById("task-" + mark.task);
+      // The row itself, or (when it left the list: completed, deleted) the one now in its place.
+      const rows = Array.from(document.querySelectorAll("#task-list [data-task]"));
+      const row = document.getElementById("task-" + mark.task) || rows[Math.min(mark.index, rows.length - 1)];
       el = row ? row.querySelector("." + mark.cls) || row.querySelector("a") : document.getElementById("task-list");
     }
     if (el) {
       if (!el.matches("a, button, input, select, textarea")) el.tabIndex = -1;
-      el.focus();
+      el.focus({ preventScroll: true });
     }
   }
 
@@ -86,6 +92,16 @@
     const all = Object.values(fields).join(" ");
     if (all) announce(all);
     return first !== null;
+  }
+
+  /** Field errors the browser already knows: a date typed only in part reads as empty,
+   * and sending it would clear the date. */
+  function browserErrors(form) {
+    const fields = {};
+    for (const input of form.querySelectorAll("input[type=date]")) {
+      if (input.validity && input.validity.badInput) fields[input.name] = "Enter a complete date, or clear the field.";
+    }
+    return fields;
   }
 
   /** The form's fields as the API's JSON (empty date or project: none). */
@@ -138,6 +154,11 @@
     if (!form) return;
     event.preventDefault();
     if (form.dataset.busy) return;
+    const known = browserErrors(form);
+    if (Object.keys(known).length) {
+      showErrors(form, known);
+      return;
+    }
     const [method, url] = form.dataset.api.split(" ");
     const mark = focusMark();
     form.dataset.busy = "1";

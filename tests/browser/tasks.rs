@@ -119,6 +119,17 @@ async fn with_javascript_a_task_is_added_and_completed_in_place_and_found_on_its
         "the form is ready for the next one"
     );
 
+    // A date typed only in part is refused before anything is sent (the browser would
+    // send it as empty, and no date at all would be saved).
+    type_into(c, "#new-title", "Half a date").await;
+    type_into(c, "#new-due", "0615").await;
+    click(c, "#add-task").await;
+    until_text(c, "#new-due-error", "Enter a complete date, or clear the field.").await;
+    assert!(
+        !listed(c).await.iter().any(|x| x == "Half a date"),
+        "nothing was added"
+    );
+
     let id = task_id(c, "Buy stamps").await;
     click(c, &format!("#task-{id} .check")).await;
     until_listed(c, "after Complete", |t| !t.iter().any(|x| x == "Buy stamps")).await;
@@ -254,6 +265,16 @@ async fn the_assistant_on_a_project_page_adds_a_task_that_appears_without_a_relo
     })
     .await;
     assert!(same_document(c).await, "the list updated in place");
+    // The user's own message shows, whole (a nav rule once hid it).
+    let mine = wait_for(c, ".msg.user").await;
+    assert!(
+        mine.is_displayed().await.expect("displayed"),
+        "the user's message is visible"
+    );
+    assert_eq!(
+        mine.text().await.unwrap_or_default(),
+        "add a task: call the bakery"
+    );
     let answer = wait_for(c, ".msg.assistant")
         .await
         .text()

@@ -37,6 +37,11 @@ impl BffProcess {
     /// Starts the binary (demo mode) on a free loopback port with its own SQLite file, in a
     /// cleared environment plus `PATH` and `env`. It is not ready yet: see [`Self::ready`].
     pub fn start(env: &[(&str, String)]) -> Self {
+        Self::start_logging_to(env, None)
+    }
+
+    /// [`Self::start`] with its log lines (standard output) appended to `log`.
+    pub fn start_logging_to(env: &[(&str, String)], log: Option<&std::path::Path>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("taskflow-bff-proc-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
@@ -46,7 +51,10 @@ impl BffProcess {
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", format!("sqlite://{}/s.db", dir.display()))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
+            .stdout(match log.and_then(|p| std::fs::File::create(p).ok()) {
+                Some(f) => Stdio::from(f),
+                None => Stdio::null(),
+            })
             .stderr(Stdio::null())
             .spawn()
             .expect("start taskflow-bff");
