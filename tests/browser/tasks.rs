@@ -51,6 +51,18 @@ async fn until_text(c: &Client, css: &str, text: &str) {
     }
 }
 
+/// Through the nav: Projects, then the project called `name`.
+async fn open_project(c: &Client, name: &str) {
+    for link in ["Projects", name] {
+        c.find(Locator::LinkText(link))
+            .await
+            .unwrap_or_else(|e| panic!("no link {link}: {e}"))
+            .click()
+            .await
+            .expect("click");
+    }
+}
+
 /// Marks the document; a reload or navigation loses the mark.
 async fn mark(c: &Client) {
     c.execute("window.__sameDocument = true", vec![])
@@ -136,18 +148,7 @@ async fn with_javascript_a_task_is_added_and_completed_in_place_and_found_on_its
     assert!(same_document(c).await, "completed without a page load");
 
     // On its project's page, among the done tasks.
-    c.find(Locator::LinkText("Projects"))
-        .await
-        .expect("nav")
-        .click()
-        .await
-        .expect("click");
-    c.find(Locator::LinkText("Home"))
-        .await
-        .expect("project")
-        .click()
-        .await
-        .expect("click");
+    open_project(c, "Home").await;
     choose(c, "#filter-status", "Done").await;
     click(c, "#apply-filters").await;
     until_listed(c, "done on the project page", |t| {
@@ -185,18 +186,7 @@ async fn without_javascript_a_task_is_added_completed_and_found_on_its_project_p
         "no longer open"
     );
 
-    c.find(Locator::LinkText("Projects"))
-        .await
-        .expect("nav")
-        .click()
-        .await
-        .expect("click");
-    c.find(Locator::LinkText("Home"))
-        .await
-        .expect("project")
-        .click()
-        .await
-        .expect("click");
+    open_project(c, "Home").await;
     choose(c, "#filter-status", "All").await;
     click(c, "#apply-filters").await;
     until_listed(c, "on the project page", |t| {
@@ -229,18 +219,7 @@ async fn the_assistant_on_a_project_page_adds_a_task_that_appears_without_a_relo
     };
     let c = &b.client;
     sign_in_by_clicking(c, &b.origin).await;
-    c.find(Locator::LinkText("Projects"))
-        .await
-        .expect("nav")
-        .click()
-        .await
-        .expect("click");
-    c.find(Locator::LinkText("Home"))
-        .await
-        .expect("project")
-        .click()
-        .await
-        .expect("click");
+    open_project(c, "Home").await;
     let project = c
         .current_url()
         .await
