@@ -187,6 +187,12 @@
     if (outcome === "fallback") location.href = link.href;
   });
 
+  // On a small screen the filters fold away (unless some are set): the list comes first.
+  const filters = document.getElementById("filter-box");
+  if (filters && !filters.hasAttribute("data-active") && window.matchMedia("(max-width: 480px)").matches) {
+    filters.open = false;
+  }
+
   document.addEventListener("taskflow:effect", (event) => {
     if (event.detail && event.detail.name === "tasks.changed") refresh(null).catch(() => {});
   });
