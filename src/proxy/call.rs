@@ -8,7 +8,10 @@ use actix_web::{
 };
 use bytes::Bytes;
 
-use super::forward::{prepare, send_failed, ProxyClient};
+use super::{
+    forward::{prepare, send_failed, ProxyClient},
+    upstream_io::{take_last_read, Hold},
+};
 use crate::{auth::extractor::CurrentSession, error::ApiError, state::AppState};
 
 /// The backend's answer: status and body.
@@ -72,6 +75,8 @@ pub async fn call(
         None => up.send().await,
     };
     let mut res = sent.map_err(send_failed)?;
+    // Busy until the answer is read (the reaper leaves it alone meanwhile).
+    let _hold = take_last_read().map(Hold::new);
     state.metrics.observe_upstream(asked.elapsed());
     let read = res.body().limit(state.settings.upstream.max_json_body);
     let body = match actix_web::rt::time::timeout(state.settings.upstream.idle_timeout, read).await {

@@ -6,6 +6,7 @@ use super::{
     headers::{downstream_response_headers, upstream_request_headers, Identity},
     routes::{RouteAuth, Upstream},
     stream::{LimitedBody, UpstreamBody},
+    upstream_io::{take_last_read, Hold},
 };
 use crate::{
     auth::{extractor::CurrentSession, upstream_identity::upstream_identity},
@@ -127,6 +128,8 @@ pub async fn forward(
         Err(_) if overflowed.get() => return Err(ApiError::PayloadTooLarge(limit)),
         Err(e) => return Err(send_failed(e)),
     };
+    // The connection whose head was just read stays busy until its body is passed on.
+    let hold = take_last_read().map(Hold::new);
 
     state.metrics.observe_upstream(asked.elapsed());
     let status = res.status();
@@ -161,6 +164,7 @@ pub async fn forward(
         None
     };
     let mut body = UpstreamBody::new(res, settings.upstream.idle_timeout, heartbeat)
+        .hold(hold)
         .eof_is_truncation(answer.delimited())
         .log_end(sse);
     if let (true, Some(key), Some(every)) = (sse, session_key, settings.upstream.stream_revalidate) {

@@ -117,6 +117,12 @@ impl<S> UpstreamBody<S> {
         self
     }
 
+    /// Keeps the connection the body comes from busy until the body is done with.
+    pub fn hold(mut self, hold: Option<super::upstream_io::Hold>) -> Self {
+        self.hold = hold;
+        self
+    }
+
     /// Calls `f(bytes, completed)` when the body is dropped (finished, failed or abandoned).
     pub fn on_close(mut self, f: impl FnOnce(u64, bool) + 'static) -> Self {
         self.on_close = Some(Box::new(f));

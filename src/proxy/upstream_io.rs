@@ -12,10 +12,11 @@
 //! backend gives up on them) and their buffers stay until traffic comes back, and the
 //! first request pays for closing them all. So every connection is registered with its
 //! worker's reaper ([`reap_idle`]), which closes those idle for the keep-alive window
-//! whether or not another request comes. Idle means: no body is being passed on, the
-//! last operation was a completed read (a request being sent, or an answer awaited, is
-//! not idle), and nothing happened for the window. awc would not reuse such a connection
-//! anyway; when it looks at the closed one it sees end-of-file and drops it.
+//! whether or not another request comes. A connection is busy from its first write (a
+//! request) until the answer is done with: the proxy holds it ([`Hold`]) from the moment
+//! the response head is read until its body has been passed on (or, with no body, at
+//! once); idle means not busy and untouched for the window. awc would not reuse such a
+//! connection anyway; when it looks at the closed one it gets an error and drops it.
 
 use std::{
     cell::{Cell, RefCell},
@@ -34,8 +35,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 thread_local! {
     static EOF_SEEN: Cell<bool> = const { Cell::new(false) };
-    /// The connection read last on this thread (the one a body poll just used).
-    static LAST_READ: RefCell<Option<Rc<ConnState>>> = const { RefCell::new(None) };
+    /// The connection read last on this thread (the one whose answer was just read).
+    static LAST_READ: RefCell<Weak<ConnState>> = const { RefCell::new(Weak::new()) };
     /// This worker's connections, for the reaper.
     static CONNECTIONS: RefCell<Vec<Weak<ConnState>>> = const { RefCell::new(Vec::new()) };
     /// The reaper's clock: one tick per half keep-alive window.
@@ -49,17 +50,22 @@ pub struct ConnState {
     io: RefCell<Option<TcpStream>>,
     /// The reaper's tick at the last read or write.
     last_used: Cell<u64>,
-    /// A request is being sent or its answer awaited (the last operation was a write, or
-    /// a read that had to wait).
+    /// Busy: set by every write (a request) and by reads that wait; cleared only when a
+    /// [`Hold`] on the answer is released (reads of a TLS handshake or of a response head
+    /// do not make a connection idle).
     in_flight: Cell<bool>,
     /// Response bodies being passed on from this connection.
     held: Cell<u32>,
 }
 
 impl ConnState {
-    fn touch(&self, in_flight: bool) {
+    fn used(&self) {
         self.last_used.set(TICK.with(Cell::get));
-        self.in_flight.set(in_flight);
+    }
+
+    fn busy(&self) {
+        self.used();
+        self.in_flight.set(true);
     }
 }
 
@@ -77,9 +83,13 @@ impl Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        self.0.held.set(self.0.held.get().saturating_sub(1));
-        // The body is done with it: idle time counts from now.
-        self.0.touch(false);
+        let held = self.0.held.get() - 1;
+        self.0.held.set(held);
+        // The answer is done with: idle time counts from now.
+        if held == 0 {
+            self.0.used();
+            self.0.in_flight.set(false);
+        }
     }
 }
 
@@ -87,10 +97,15 @@ impl Drop for Hold {
 /// connection it read from (if it read).
 pub fn watch<T>(f: impl FnOnce() -> T) -> (T, bool, Option<Rc<ConnState>>) {
     EOF_SEEN.with(|c| c.set(false));
-    LAST_READ.with(|l| l.borrow_mut().take());
+    take_last_read();
     let out = f();
-    let conn = LAST_READ.with(|l| l.borrow_mut().take());
-    (out, EOF_SEEN.with(|c| c.replace(false)), conn)
+    (out, EOF_SEEN.with(|c| c.replace(false)), take_last_read())
+}
+
+/// The connection read last on this thread, if it is still open: right after awc's `send`
+/// returns, the one whose response head was just read.
+pub fn take_last_read() -> Option<Rc<ConnState>> {
+    LAST_READ.with(|l| std::mem::take(&mut *l.borrow_mut())).upgrade()
 }
 
 /// A TCP stream that records reads returning end-of-file and its use, for the reaper.
@@ -125,25 +140,27 @@ impl WatchedIo {
     }
 }
 
+/// What a reaped connection answers: an error (not end-of-file, which could pass for the
+/// end of a body delimited by the connection's close).
 fn closed_error<T>() -> Poll<io::Result<T>> {
-    Poll::Ready(Err(io::ErrorKind::NotConnected.into()))
+    Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()))
 }
 
 impl AsyncRead for WatchedIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        // A reaped connection reads as end-of-file: awc's pool then drops it.
-        let res = self.with(Poll::Ready(Ok(())), |io| io.poll_read(cx, buf));
+        // A reaped connection fails: awc's pool then drops it.
+        let res = self.with(closed_error(), |io| io.poll_read(cx, buf));
         match res {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() == before && buf.remaining() > 0 {
                     EOF_SEEN.with(|c| c.set(true));
                 }
-                self.0.touch(false);
-                LAST_READ.with(|l| *l.borrow_mut() = Some(self.0.clone()));
+                self.0.used();
+                LAST_READ.with(|l| *l.borrow_mut() = Rc::downgrade(&self.0));
             }
-            Poll::Ready(Err(_)) => self.0.touch(false),
-            Poll::Pending => self.0.touch(true),
+            Poll::Ready(Err(_)) => self.0.used(),
+            Poll::Pending => self.0.busy(),
         }
         res
     }
@@ -151,11 +168,11 @@ impl AsyncRead for WatchedIo {
 
 impl AsyncWrite for WatchedIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.0.touch(true);
+        self.0.busy();
         self.with(closed_error(), |io| io.poll_write(cx, buf))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.touch(true);
+        self.0.busy();
         self.with(Poll::Ready(Ok(())), |io| io.poll_flush(cx))
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -166,7 +183,7 @@ impl AsyncWrite for WatchedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.0.touch(true);
+        self.0.busy();
         self.with(closed_error(), |io| io.poll_write_vectored(cx, bufs))
     }
     fn is_write_vectored(&self) -> bool {
@@ -210,9 +227,13 @@ pub fn start_reaper(keepalive: Duration) {
     if REAPER_RUNNING.with(|r| r.replace(true)) {
         return;
     }
-    let half = (keepalive / 2).max(Duration::from_millis(50));
+    // A floor, so that a keep-alive of 0 does not make the window a few milliseconds.
+    let half = (keepalive / 2).max(Duration::from_millis(500));
     actix_rt::spawn(async move {
         let mut every = actix_rt::time::interval(half);
+        // After a stalled worker, one tick, not a catch-up burst that would age every
+        // connection at once.
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut settling = false;
         loop {
             every.tick().await;
@@ -223,18 +244,37 @@ pub fn start_reaper(keepalive: Duration) {
             let closed = reap_idle(tick);
             // After a burst, once its connections are closed (and a tick later, when the
             // browsers' connections have gone too), the freed memory goes back to the OS.
-            if closed > 0 || settling {
+            if closed >= BURST || settling {
                 give_back_memory();
             }
-            settling = closed > 0;
+            settling = closed >= BURST;
         }
     });
 }
 
+/// Closing at least this many connections at once counts as the end of a burst.
+const BURST: usize = 16;
+
 /// Returns freed heap memory to the operating system: glibc keeps it otherwise, and a
-/// burst of thousands of streams would leave the process that much larger for good.
-#[allow(unsafe_code)]
+/// burst of thousands of streams would leave the process that much larger for good. It
+/// walks every arena, so the whole process does it at most once a second.
 fn give_back_memory() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = crate::clock::now();
+    let last = LAST.load(Ordering::Relaxed);
+    if now - last < 1
+        || LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    malloc_trim();
+}
+
+#[allow(unsafe_code)]
+fn malloc_trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointers, only releases memory glibc holds free, and
     // is thread-safe (it locks each arena it trims).

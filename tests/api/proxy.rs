@@ -2,7 +2,7 @@
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use futures_util::future::join_all;
+use futures_util::{future::join_all, StreamExt};
 
 use crate::{
     helpers::{spawn_app, spawn_app_with, TestApp},
@@ -713,4 +713,39 @@ async fn idle_upstream_connections_are_closed_without_another_request() {
     }
     // And the next request opens a fresh one and works.
     assert_eq!(app.get("/api/chatkit/two-events-complete").await.status, 200);
+}
+
+#[actix_web::test]
+async fn the_reaper_leaves_busy_connections_alone() {
+    let up = spawn_upstream();
+    let app = spawn_app_with(&[
+        ("CHATKIT_URL", &format!("{}/chatkit", up.url)),
+        ("UPSTREAM_KEEPALIVE_SECS", "1"),
+    ])
+    .await;
+    app.login_as(0, "/dashboard").await;
+    // Response headers awaited for 5 s: five keep-alive windows.
+    assert_eq!(app.get("/api/chatkit/slow-headers").await.status, 200);
+    // An upload that pauses for 3 s mid-body (a warm connection from the pool: the request
+    // above released one).
+    let body = futures_util::stream::iter([0u8, 1, 2]).then(|i| async move {
+        if i == 1 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1000]))
+    });
+    let echoed = app
+        .send_stream(app.api_request("/api/chatkit/echo"), body)
+        .await
+        .json(20)
+        .await;
+    assert_eq!(echoed["body_bytes"], 3000, "{echoed}");
+    // A body the browser stops reading for 3 s after its first chunk, then reads on.
+    let mut slow = app.open_api("/api/chatkit/status/200", "{}").await;
+    let mut got = slow.next_chunk(5).await.expect("a chunk").expect("ok").len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while let Some(chunk) = slow.next_chunk(5).await {
+        got += chunk.expect("the rest of the body").len();
+    }
+    assert_eq!(got, 3 * 1024 * 1024, "the whole body");
 }
