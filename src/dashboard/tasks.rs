@@ -20,28 +20,29 @@ use super::{
 };
 use crate::error::PageError;
 
+/// A task list: `/tasks`, or a project's page.
 #[derive(Template)]
 #[template(path = "tasks.html")]
 pub(super) struct TasksPage<'a> {
-    pub shell: Shell<'a>,
-    pub form_token: &'a str,
-    pub notice: Option<&'static str>,
+    shell: Shell<'a>,
+    form_token: &'a str,
+    notice: Option<&'static str>,
     /// On a project's page: the project (its filter is fixed).
-    pub project: Option<Project>,
-    pub fixed_project: Option<i64>,
+    project: Option<Project>,
+    fixed_project: Option<i64>,
     /// The project quick add starts with: the one the list is filtered to.
-    pub quick_project: String,
-    pub projects: Vec<Project>,
-    pub filters: Filters,
-    pub list_path: String,
-    pub rows: Vec<TaskRow>,
-    pub total: u64,
-    pub page: u32,
-    pub prev_link: Option<String>,
-    pub next_link: Option<String>,
-    pub filtered: bool,
-    pub clear_link: String,
-    pub back: &'a str,
+    quick_project: String,
+    projects: Vec<Project>,
+    filters: Filters,
+    list_path: String,
+    rows: Vec<TaskRow>,
+    total: u64,
+    page: u32,
+    prev_link: Option<String>,
+    next_link: Option<String>,
+    filtered: bool,
+    clear_link: String,
+    back: &'a str,
 }
 
 /// A task form's fields as typed (kept when the backend refuses them).
