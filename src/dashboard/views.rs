@@ -140,14 +140,24 @@ impl Filters {
         self.status != "open" || !self.project.is_empty() || !self.q.is_empty()
     }
 
-    /// "(open)", "(done)", "(in all)", with the search.
-    pub fn describe(&self) -> String {
+    /// "(open)", "(done)", "(in all)", with the project (named from `projects`) and the
+    /// search.
+    pub fn describe(&self, projects: &[Project]) -> String {
         let state = match self.status.as_str() {
             "open" => "open",
             "done" => "done",
             _ => "in all",
         };
         let mut out = format!("({state}");
+        match self.project.as_str() {
+            "" => {}
+            "none" => out.push_str(", in no project"),
+            id => {
+                if let Some(p) = projects.iter().find(|p| p.id.to_string() == id) {
+                    out.push_str(&format!(", in {}", p.name));
+                }
+            }
+        }
         if !self.q.is_empty() {
             out.push_str(&format!(", matching “{}”", self.q));
         }
@@ -306,6 +316,25 @@ mod tests {
                 bad.page
             ),
             ("open", "", "due", 1)
+        );
+    }
+
+    #[test]
+    fn the_count_line_says_what_narrows_the_list() {
+        let home = Project {
+            id: 3,
+            name: "Home".into(),
+            open_count: 1,
+            done_count: 0,
+        };
+        let f = Filters::parse("status=all&project=3&q=milk");
+        assert_eq!(
+            f.describe(std::slice::from_ref(&home)),
+            "(in all, in Home, matching “milk”)"
+        );
+        assert_eq!(
+            Filters::parse("project=none").describe(&[home]),
+            "(open, in no project)"
         );
     }
 
