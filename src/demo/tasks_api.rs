@@ -78,9 +78,17 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, Box<HttpResponse>> {
     }
 }
 
-/// Ids are numbers; anything else names no task.
-fn id_of(path: &str) -> Option<i64> {
-    path.parse().ok()
+/// The caller, and the id in the path (a number; anything else names no `what`: 404).
+async fn owner_and_id(
+    req: &HttpRequest,
+    idp: &DemoIdp,
+    store: &TaskStore,
+    path: &str,
+    what: &str,
+) -> Result<(String, i64), Box<HttpResponse>> {
+    let owner = user(req, idp, store).await?;
+    let id = path.parse().map_err(|_| Box::new(not_found(what)))?;
+    Ok((owner, id))
 }
 
 macro_rules! tried {
@@ -137,10 +145,7 @@ async fn get_one(
     store: web::Data<TaskStore>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let owner = tried!(user(&req, &idp, &store).await);
-    let Some(id) = id_of(&path) else {
-        return not_found("task");
-    };
+    let (owner, id) = tried!(owner_and_id(&req, &idp, &store, &path, "task").await);
     match store.get(&owner, id).await {
         Ok(Some(task)) => HttpResponse::Ok().json(task),
         Ok(None) => not_found("task"),
@@ -155,10 +160,7 @@ async fn update(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let owner = tried!(user(&req, &idp, &store).await);
-    let Some(id) = id_of(&path) else {
-        return not_found("task");
-    };
+    let (owner, id) = tried!(owner_and_id(&req, &idp, &store, &path, "task").await);
     let body = tried!(json_object(&body));
     let changes = match Changes::parse(&body, false) {
         Ok(c) => c,
@@ -178,10 +180,7 @@ async fn remove(
     store: web::Data<TaskStore>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let owner = tried!(user(&req, &idp, &store).await);
-    let Some(id) = id_of(&path) else {
-        return not_found("task");
-    };
+    let (owner, id) = tried!(owner_and_id(&req, &idp, &store, &path, "task").await);
     match store.delete(&owner, id).await {
         Ok(true) => HttpResponse::NoContent().finish(),
         Ok(false) => not_found("task"),
@@ -203,10 +202,7 @@ async fn project(
     store: web::Data<TaskStore>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let owner = tried!(user(&req, &idp, &store).await);
-    let Some(id) = id_of(&path) else {
-        return not_found("project");
-    };
+    let (owner, id) = tried!(owner_and_id(&req, &idp, &store, &path, "project").await);
     match store.project(&owner, id).await {
         Ok(Some(p)) => HttpResponse::Ok().json(p),
         Ok(None) => not_found("project"),
