@@ -73,6 +73,19 @@ async fn no_page_scrolls_sideways_at_360_px_or_logs_a_console_error() {
             .collect();
         assert!(errors.is_empty(), "{name}: console errors {errors:?}");
     }
+    // On a phone the chat shows the user's own messages too (a nav rule once hid them).
+    c.goto(&format!("{}/chat", b.origin)).await.expect("chat");
+    wait_for(c, "#fallback:not([hidden]) #chat-input")
+        .await
+        .send_keys("hello from a phone")
+        .await
+        .expect("type");
+    click(c, "#chat-send").await;
+    let mine = wait_for(c, ".msg.user").await;
+    assert!(
+        mine.is_displayed().await.expect("displayed"),
+        "the user's message shows at 360 px"
+    );
     c.clone().close().await.expect("close");
 }
 
