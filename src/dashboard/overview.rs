@@ -10,7 +10,7 @@ use super::{
     pages::render,
     shell::{Shell, SignedIn},
     time::ShownTime,
-    views::{here, notice, trouble_page, TaskRow},
+    views::{here, notice, trouble_page, TaskList, TaskRow},
 };
 use crate::error::PageError;
 
@@ -29,16 +29,11 @@ struct Dashboard<'a> {
     open: u64,
     overdue: usize,
     due_soon: usize,
-    rows: Vec<TaskRow>,
+    list: TaskList,
     projects: Vec<Project>,
     fixed_project: Option<i64>,
     quick_project: String,
     back: &'a str,
-    filtered: bool,
-    clear_link: &'a str,
-    page: u32,
-    prev_link: Option<String>,
-    next_link: Option<String>,
 }
 
 /// `GET /dashboard`.
@@ -75,15 +70,10 @@ pub async fn dashboard(req: HttpRequest, page: SignedIn) -> Result<HttpResponse,
         open: tasks.total,
         overdue,
         due_soon,
-        rows: rows.into_iter().take(NEXT_UP).collect(),
+        list: TaskList::plain(rows.into_iter().take(NEXT_UP).collect()),
         projects,
         fixed_project: None,
         quick_project: String::new(),
         back: "/dashboard",
-        filtered: false,
-        clear_link: "/tasks",
-        page: 1,
-        prev_link: None,
-        next_link: None,
     })
 }

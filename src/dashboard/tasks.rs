@@ -15,7 +15,8 @@ use super::{
     pages::{render, render_with, see_other},
     shell::{Shell, SignedIn},
     views::{
-        back_with_notice, here, notice, parse_id, query_param, safe_back, trouble_page, Filters, TaskRow,
+        back_with_notice, here, notice, parse_id, query_param, safe_back, trouble_page, Filters, TaskList,
+        TaskRow,
     },
 };
 use crate::error::PageError;
@@ -35,13 +36,8 @@ pub(super) struct TasksPage<'a> {
     projects: Vec<Project>,
     filters: Filters,
     list_path: String,
-    rows: Vec<TaskRow>,
+    list: TaskList,
     total: u64,
-    page: u32,
-    prev_link: Option<String>,
-    next_link: Option<String>,
-    filtered: bool,
-    clear_link: String,
     back: &'a str,
 }
 
@@ -182,18 +178,20 @@ pub(super) async fn list_page<'a>(
         fixed_project: project.as_ref().map(|p| p.id),
         quick_project: filters.project.clone(),
         project,
-        rows: tasks
-            .data
-            .into_iter()
-            .map(|t| TaskRow::new(t, &projects))
-            .collect(),
+        list: TaskList {
+            rows: tasks
+                .data
+                .into_iter()
+                .map(|t| TaskRow::new(t, &projects))
+                .collect(),
+            page: pages,
+            prev_link: (pages > 1).then(|| filters.link(&path, pages - 1)),
+            next_link: tasks.has_more.then(|| filters.link(&path, pages + 1)),
+            filtered: filters.narrowed(),
+            clear_link: path.clone(),
+        },
         projects,
         total: tasks.total,
-        page: pages,
-        prev_link: (pages > 1).then(|| filters.link(&path, pages - 1)),
-        next_link: tasks.has_more.then(|| filters.link(&path, pages + 1)),
-        filtered: filters.narrowed(),
-        clear_link: path.clone(),
         list_path: path,
         filters,
         back,

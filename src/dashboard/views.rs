@@ -52,6 +52,36 @@ impl TaskRow {
     }
 }
 
+/// A list of tasks as `task_list.html` shows it: rows, paging, and what an empty list says.
+pub struct TaskList {
+    /// The rows.
+    pub rows: Vec<TaskRow>,
+    /// This page's number, from 1.
+    pub page: u32,
+    /// The previous page, if any.
+    pub prev_link: Option<String>,
+    /// The next page, if any.
+    pub next_link: Option<String>,
+    /// Whether filters narrow it (an empty list then offers to clear them).
+    pub filtered: bool,
+    /// The list without filters.
+    pub clear_link: String,
+}
+
+impl TaskList {
+    /// One page of rows with no filters and no paging.
+    pub fn plain(rows: Vec<TaskRow>) -> Self {
+        Self {
+            rows,
+            page: 1,
+            prev_link: None,
+            next_link: None,
+            filtered: false,
+            clear_link: "/tasks".into(),
+        }
+    }
+}
+
 impl Project {
     /// Share of its tasks done, 0–100.
     pub fn percent_done(&self) -> u64 {
