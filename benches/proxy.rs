@@ -12,8 +12,9 @@
 //!
 //! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
 //! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20), BENCH_HELD_STREAMS (a second
-//! RSS measurement, e.g. 10000), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
-//! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), and BENCH_LOGGING: `silent`
+//! RSS measurement, e.g. 10000), BENCH_ONLY=json (the JSON rows alone), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
+//! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), BENCH_BFF_UNDER (a command
+//! the BFF runs under, e.g. `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out`), and BENCH_LOGGING: `silent`
 //! (default: nginx without access log, the BFF at `warn`) or `file` (nginx's access log and
 //! the BFF's `info` lines, one per request each, written to files): like against like.
 //! nginx (the reference column) is installed from Debian's packages if missing.
@@ -222,8 +223,9 @@ fn start_nginx(upstream: u16) -> Option<Nginx> {
 
 // ---------- the BFF process ----------
 
-/// The binary with the bench's knobs (BENCH_SESSION_CACHE_MS, BENCH_WORKERS, BENCH_BFF_LOG).
-fn start_bff(upstream: u16) -> BffProcess {
+/// The binary with the bench's knobs (BENCH_SESSION_CACHE_MS, BENCH_WORKERS, BENCH_BFF_LOG);
+/// `program` is another build of it (the baseline), else this build's.
+fn start_bff(upstream: u16, program: Option<&std::path::Path>) -> BffProcess {
     let mut env = vec![
         ("CHATKIT_URL", format!("http://127.0.0.1:{upstream}/chatkit")),
         ("DEMO_TOKEN_TTL_SECS", "3600".to_owned()),
@@ -237,9 +239,14 @@ fn start_bff(upstream: u16) -> BffProcess {
             env.push((var, v));
         }
     }
-    let log = logging_to_files()
-        .then(|| std::env::temp_dir().join(format!("taskflow-bff-bench-{}.log", std::process::id())));
-    BffProcess::start_logging_to(&env, log.as_deref())
+    let log = logging_to_files().then(|| {
+        let who = if program.is_some() { "baseline-" } else { "" };
+        std::env::temp_dir().join(format!("taskflow-bff-bench-{who}{}.log", std::process::id()))
+    });
+    match program {
+        Some(p) => BffProcess::start_program(p, &env, log.as_deref()),
+        None => BffProcess::start_logging_to(&env, log.as_deref()),
+    }
 }
 
 /// `BENCH_BFF_LOG`, else `info` when logging to files and `warn` when silent.
@@ -537,22 +544,28 @@ fn main() {
     }
     let upstream = start_upstream();
     let up = upstream.port;
-    let bff = start_bff(up);
+    let bff = start_bff(up, None);
+    let baseline_bin = std::env::var_os("BENCH_BASELINE_BIN").map(std::path::PathBuf::from);
+    let baseline = baseline_bin.as_deref().map(|p| start_bff(up, Some(p)));
     let nginx = start_nginx(up);
     let pid = bff.child.id();
+    let bff_ref = &bff;
+    let baseline_ref = baseline.as_ref();
     actix_web::rt::System::new().block_on(async move {
-        bff.ready(30).await;
-        let cookie = sign_in(&bff.origin).await;
+        // Under a profiler start-up (the demo provider's RSA key) is many times slower.
+        let profiled = std::env::var("BENCH_BFF_UNDER").is_ok_and(|v| !v.trim().is_empty());
+        bff_ref.ready(if profiled { 600 } else { 30 }).await;
+        let cookie = sign_in(&bff_ref.origin).await;
         let started_rss = rss_kib(pid);
         let direct = Target {
             base: format!("http://127.0.0.1:{up}"),
             headers: vec![("Authorization", "Bearer bench".into())],
         };
         let via = Target {
-            base: format!("{}/api", bff.origin),
+            base: format!("{}/api", bff_ref.origin),
             headers: vec![
                 ("Cookie", cookie),
-                ("Origin", bff.origin.clone()),
+                ("Origin", bff_ref.origin.clone()),
                 ("X-CSRF", "1".into()),
             ],
         };
@@ -565,6 +578,21 @@ fn main() {
         let _ = json_load(&direct, 2000, 64).await;
         if let Some(n) = &ngx {
             let _ = json_load(n, 2000, 64).await;
+        }
+        // Another build of the BFF, measured in the same run (BENCH_BASELINE_BIN).
+        let mut base = None;
+        if let Some(b) = baseline_ref {
+            b.ready(30).await;
+            let t = Target {
+                base: format!("{}/api", b.origin),
+                headers: vec![
+                    ("Cookie", sign_in(&b.origin).await),
+                    ("Origin", b.origin.clone()),
+                    ("X-CSRF", "1".into()),
+                ],
+            };
+            let _ = json_load(&t, 2000, 64).await;
+            base = Some((t, b.child.id()));
         }
 
         println!(
@@ -608,9 +636,26 @@ fn main() {
             (Some(p), Some(before)) => (cpu_ticks(p) - before) as f64 * 1e4 / requests as f64,
             _ => f64::NAN,
         };
-        let b_cpu = cpu_ticks(pid);
-        let (b_rps, b50, b99, be) = json_load(&via, requests, 64).await;
-        let b_cpu = (cpu_ticks(pid) - b_cpu) as f64 * 1e4 / requests as f64;
+        // With a baseline: this build and the baseline take turns (A B A B, half the requests
+        // each time), so drift in the machine's speed affects both alike.
+        let rounds = if base.is_some() { 2 } else { 1 };
+        let (mut b_sum, mut a_sum) = ((0.0, 0.0, 0.0, 0), (0.0, 0.0, 0.0, 0));
+        let (mut b_cpu, mut a_cpu) = (0, 0);
+        for _ in 0..rounds {
+            if let Some((t, apid)) = &base {
+                let before = cpu_ticks(*apid);
+                let r = json_load(t, requests / rounds, 64).await;
+                a_cpu += cpu_ticks(*apid) - before;
+                a_sum = (a_sum.0 + r.0, a_sum.1 + r.1, a_sum.2 + r.2, a_sum.3 + r.3);
+            }
+            let before = cpu_ticks(pid);
+            let r = json_load(&via, requests / rounds, 64).await;
+            b_cpu += cpu_ticks(pid) - before;
+            b_sum = (b_sum.0 + r.0, b_sum.1 + r.1, b_sum.2 + r.2, b_sum.3 + r.3);
+        }
+        let k = rounds as f64;
+        let (b_rps, b50, b99, be) = (b_sum.0 / k, b_sum.1 / k, b_sum.2 / k, b_sum.3);
+        let b_cpu = b_cpu as f64 * 1e4 / requests as f64;
         row(
             format!("JSON req/s ({requests} req, 64 conc.)"),
             d_rps,
@@ -628,6 +673,22 @@ fn main() {
         );
         row("JSON p50 latency ms (BFF minus)".into(), d50, n50, b50, false);
         row("JSON p99 latency ms (BFF minus)".into(), d99, n99, b99, false);
+        if base.is_some() {
+            let a_cpu = a_cpu as f64 * 1e4 / requests as f64;
+            let (a_rps, a50) = (a_sum.0 / k, a_sum.1 / k);
+            row("JSON req/s, baseline build".into(), d_rps, n_rps, a_rps, true);
+            row("JSON proxy CPU µs per request, baseline".into(), f64::NAN, n_cpu, a_cpu, false);
+            row("JSON p50 latency ms, baseline".into(), d50, n50, a50, false);
+            println!(
+                "this build / baseline: req/s {:.2}, CPU per request {:.2}",
+                b_rps / a_rps,
+                b_cpu / a_cpu
+            );
+        }
+        if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "json") {
+            println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
+            return;
+        }
         // Memory first, while the heap holds no memory freed by earlier streams (reused, it
         // would hide the cost of new ones); the large hold last, as it leaves thousands of idle
         // keep-alive connections behind.
@@ -664,4 +725,10 @@ fn main() {
         }
         println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
     });
+    if std::env::var("BENCH_BFF_UNDER").is_ok_and(|v| !v.trim().is_empty()) {
+        // A profiler writes its report when the program exits, not when it is killed.
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let mut bff = bff;
+        let _ = bff.child.wait();
+    }
 }

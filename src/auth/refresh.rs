@@ -1,6 +1,10 @@
 //! Refresh of a session's tokens before they are forwarded: one refresh per session at
 //! a time, rotation-aware (re-read the session before giving up on `invalid_grant`).
 
+use std::borrow::Cow;
+
+use actix_web::http::header::HeaderValue;
+
 use crate::{
     clock::now,
     config::ForwardToken,
@@ -17,6 +21,21 @@ pub fn forwarded(tokens: &Tokens, which: ForwardToken) -> Option<&str> {
         ForwardToken::IdToken => Some(tokens.id_token.as_str()),
         ForwardToken::AccessToken => tokens.access_token.as_deref(),
     }
+}
+
+/// `Authorization: Bearer <token>` for the forwarded token, built once per token set.
+pub fn authorization(tokens: &Tokens, which: ForwardToken) -> Option<HeaderValue> {
+    let slot = &tokens.bearer.0[which as usize];
+    slot.get_or_init(|| forwarded(tokens, which).and_then(bearer))
+        .clone()
+}
+
+/// `Bearer <token>` as a header value; `None` for a token no header can carry.
+pub fn bearer(token: &str) -> Option<HeaderValue> {
+    let mut v = bytes::BytesMut::with_capacity(token.len() + 7);
+    v.extend_from_slice(b"Bearer ");
+    v.extend_from_slice(token.as_bytes());
+    HeaderValue::from_maybe_shared(v.freeze()).ok()
 }
 
 /// When the forwarded token expires: the id_token's `exp`, or `expires_in` of the access token.
@@ -40,17 +59,28 @@ pub fn needs_refresh(tokens: &Tokens, skew: i64, now: i64) -> bool {
     tokens.expires_at <= now + skew
 }
 
-/// Returns tokens valid for at least the refresh skew, refreshing them if needed.
-pub async fn fresh_tokens(
+/// Returns tokens valid for at least the refresh skew, refreshing them if needed; the
+/// record's own when they are (no copy on the hot path).
+pub async fn fresh_tokens<'a>(
     state: &AppState,
     client: &awc::Client,
     key_hash: &str,
-    record: &SessionRecord,
-) -> Result<Tokens, ApiError> {
+    record: &'a SessionRecord,
+) -> Result<Cow<'a, Tokens>, ApiError> {
     let skew = state.settings.tokens.refresh_skew.as_secs() as i64;
     if !needs_refresh(&record.tokens, skew, now()) {
-        return Ok(record.tokens.clone());
+        return Ok(Cow::Borrowed(&record.tokens));
     }
+    refresh(state, client, key_hash, skew).await.map(Cow::Owned)
+}
+
+/// One refresh at a time per session in this process, one per session across replicas.
+async fn refresh(
+    state: &AppState,
+    client: &awc::Client,
+    key_hash: &str,
+    skew: i64,
+) -> Result<Tokens, ApiError> {
     let lock = state.refresh_locks.get(key_hash);
     let _held = lock.lock().await;
     // Whoever held the lock before us may have refreshed already.
@@ -174,6 +204,7 @@ async fn apply(
         refresh_token: res.refresh_token.or_else(|| current.tokens.refresh_token.clone()),
         expires_at: forward_expiry(which, id_exp, res.expires_in),
         issued_at: now(),
+        bearer: Default::default(),
     };
     let profile = match tokens.access_token.as_deref() {
         Some(at) => state.provider.userinfo(client, at).await.ok().flatten(),
@@ -253,7 +284,25 @@ mod tests {
             refresh_token: Some("r".into()),
             expires_at,
             issued_at,
+            bearer: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_forwarded_token_becomes_a_bearer_header_once_per_token_set() {
+        let mut t = tokens(0, 0);
+        t.access_token = Some("a".into());
+        assert_eq!(authorization(&t, ForwardToken::IdToken).expect("id"), "Bearer i");
+        assert_eq!(authorization(&t, ForwardToken::AccessToken).expect("at"), "Bearer a");
+        // Kept with the token set; a refreshed set starts without it.
+        assert!(t.bearer.0.iter().all(|slot| slot.get().is_some()));
+        t.access_token = None;
+        let refreshed = Tokens {
+            bearer: Default::default(),
+            ..t
+        };
+        assert_eq!(authorization(&refreshed, ForwardToken::AccessToken), None);
+        assert_eq!(bearer("bad\ntoken"), None);
     }
 
     #[test]

@@ -336,6 +336,7 @@ fn new_session(req: &HttpRequest, state: &AppState, s: SignedIn) -> SessionRecor
             refresh_token: s.tokens.refresh_token,
             expires_at: forward_expiry(settings.tokens.forward_token, s.claims.exp, s.tokens.expires_in),
             issued_at: now,
+            bearer: Default::default(),
         },
     }
 }

@@ -1,18 +1,18 @@
 //! Who a proxied request acts for, and with which token: the session's (refreshed when
 //! due) or, during a migration, the Next.js route's legacy cookie.
 
-use actix_web::HttpRequest;
+use actix_web::{http::header::HeaderValue, HttpRequest};
 
 use super::{
     extractor::CurrentSession,
-    refresh::{forwarded, fresh_tokens},
+    refresh::{authorization, bearer, fresh_tokens},
 };
 use crate::{clock::now, error::ApiError, state::AppState};
 
 /// The identity sent upstream.
 pub struct UpstreamIdentity {
-    /// The Bearer token.
-    pub token: String,
+    /// `Authorization: Bearer <token>`.
+    pub authorization: HeaderValue,
     /// The subject, sent as `X-User-ID`.
     pub sub: String,
     /// The session's key hash (none on the legacy path): open streams re-check it.
@@ -28,11 +28,10 @@ pub async fn upstream_identity(
 ) -> Result<UpstreamIdentity, ApiError> {
     if let Some(s) = session {
         let tokens = fresh_tokens(state, client, &s.key_hash, &s.record).await?;
-        let token = forwarded(&tokens, state.settings.tokens.forward_token)
-            .ok_or(ApiError::SessionExpired)?
-            .to_owned();
+        let authorization =
+            authorization(&tokens, state.settings.tokens.forward_token).ok_or(ApiError::SessionExpired)?;
         return Ok(UpstreamIdentity {
-            token,
+            authorization,
             sub: s.record.sub.clone(),
             key_hash: Some(s.key_hash),
         });
@@ -41,7 +40,7 @@ pub async fn upstream_identity(
         .await?
         .ok_or(ApiError::NotAuthenticated)?;
     Ok(UpstreamIdentity {
-        token,
+        authorization: bearer(&token).ok_or(ApiError::NotAuthenticated)?,
         sub,
         key_hash: None,
     })

@@ -228,7 +228,7 @@ pub(super) async fn prepare(
     };
     let rid = request_id(req);
     let id = Identity {
-        bearer: who.as_ref().map(|w| w.token.as_str()),
+        authorization: who.as_ref().map(|w| &w.authorization),
         user_id: who.as_ref().map(|w| w.sub.as_str()),
         client_ip: state.client_ip(req),
         proto: state.public_url.scheme(),
@@ -238,7 +238,7 @@ pub(super) async fn prepare(
     };
     let headers =
         upstream_request_headers(headers, &id).map_err(|e| ApiError::BadRequest("bad_header", e.0))?;
-    let mut up = client.0.request(method, url.as_str()).no_decompress();
+    let mut up = client.0.request(method, url).no_decompress();
     *up.headers_mut() = headers;
     Ok((up, who.and_then(|w| w.key_hash)))
 }

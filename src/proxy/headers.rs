@@ -76,8 +76,8 @@ pub struct BadHeader(pub String);
 
 /// What the proxy knows about the request besides its headers.
 pub struct Identity<'a> {
-    /// `Authorization: Bearer` value, if the route forwards a token.
-    pub bearer: Option<&'a str>,
+    /// `Authorization: Bearer …`, if the route forwards a token.
+    pub authorization: Option<&'a HeaderValue>,
     /// The session's subject, sent as `X-User-ID`.
     pub user_id: Option<&'a str>,
     /// The browser's address.
@@ -101,7 +101,9 @@ fn visible(v: &HeaderValue) -> bool {
 
 /// Builds the upstream request headers from the browser's and the identity.
 pub fn upstream_request_headers(incoming: &HeaderMap, id: &Identity<'_>) -> Result<HeaderMap, BadHeader> {
-    let mut out = HeaderMap::new();
+    // Room for what a browser's API call forwards plus the eight headers set below, so the
+    // map is not grown on the way.
+    let mut out = HeaderMap::with_capacity(16);
     let named_by_connection = connection_tokens(incoming);
     let mut chatkit = 0;
     for (name, value) in incoming.iter() {
@@ -123,14 +125,14 @@ pub fn upstream_request_headers(incoming: &HeaderMap, id: &Identity<'_>) -> Resu
             out.insert(name.clone(), value.clone());
         }
     }
+    if let Some(v) = id.authorization {
+        out.insert(actix_web::http::header::AUTHORIZATION, v.clone());
+    }
     let mut set = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             out.insert(HeaderName::from_static(name), v);
         }
     };
-    if let Some(token) = id.bearer {
-        set("authorization", &format!("Bearer {token}"));
-    }
     if let Some(user) = id.user_id {
         set("x-user-id", user);
     }
@@ -145,11 +147,10 @@ pub fn upstream_request_headers(incoming: &HeaderMap, id: &Identity<'_>) -> Resu
     set("x-request-id", id.request_id);
     let trace = incoming
         .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| valid_traceparent(v))
-        .map(str::to_owned)
+        .filter(|v| v.to_str().is_ok_and(valid_traceparent))
+        .cloned()
         .unwrap_or_else(new_traceparent);
-    set("traceparent", &trace);
+    out.insert(HeaderName::from_static("traceparent"), trace);
     Ok(out)
 }
 
@@ -209,12 +210,24 @@ fn valid_traceparent(v: &str) -> bool {
         && hex(parts[3], 2)
 }
 
-/// A new W3C trace context; ids from the thread's userspace RNG (no syscall per request).
-fn new_traceparent() -> String {
+/// A new W3C trace context; ids from the thread's userspace RNG (no syscall per request),
+/// written as hex without the formatting machinery (this runs on every proxied request).
+fn new_traceparent() -> HeaderValue {
     use rand::Rng;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut rng = rand::thread_rng();
     let (trace, span) = (rng.gen::<u128>().max(1), rng.gen::<u64>().max(1));
-    format!("00-{trace:032x}-{span:016x}-01")
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    let digits = (0..32)
+        .map(|i| (trace >> (124 - 4 * i)) as usize & 15)
+        .chain((0..16).map(|i| (span >> (60 - 4 * i)) as usize & 15));
+    let slots = (3..35).chain(36..52);
+    for (slot, d) in slots.zip(digits) {
+        out[slot] = HEX[d];
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| {
+        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
+    })
 }
 
 #[cfg(test)]
@@ -232,9 +245,11 @@ mod tests {
         h
     }
 
+    static BEARER: HeaderValue = HeaderValue::from_static("Bearer tok");
+
     fn id() -> Identity<'static> {
         Identity {
-            bearer: Some("tok"),
+            authorization: Some(&BEARER),
             user_id: Some("usr_1"),
             client_ip: Some("127.0.0.9".into()),
             proto: "https",
@@ -269,7 +284,7 @@ mod tests {
     #[test]
     fn anonymous_routes_send_no_identity() {
         let mut i = id();
-        i.bearer = None;
+        i.authorization = None;
         i.user_id = None;
         let out = upstream_request_headers(&map(&[("x-user-id", "spoof")]), &i).expect("ok");
         assert!(out.get("authorization").is_none() && out.get("x-user-id").is_none());

@@ -42,11 +42,11 @@ async fn chatkit(
     client: web::Data<ProxyClient>,
     session: MaybeSession,
 ) -> Result<HttpResponse, ApiError> {
-    let upstream = state.routes.chatkit.clone().ok_or_else(|| {
+    let upstream = state.routes.chatkit.as_ref().ok_or_else(|| {
         ApiError::BadRequest("not_configured", "no CHATKIT_URL or BACKEND_URL is set".into())
     })?;
     let tail = tail_after(&req, &upstream.prefix).to_owned();
-    forward(req, payload, &state, &client, session.0, &upstream, &tail).await
+    forward(req, payload, &state, &client, session.0, upstream, &tail).await
 }
 
 /// `/api/remote/{name}/{tail}`. The name is read from the raw path, not from the decoded

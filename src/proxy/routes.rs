@@ -3,8 +3,9 @@
 //! table, never paths; URLs are built by appending to the route's base, never by URL
 //! resolution (which applies `../`), and the result must still lie under the base.
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
+use actix_web::http::Uri;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
@@ -32,23 +33,35 @@ pub struct Upstream {
     /// `X-Forwarded-Prefix`: what a backend puts before the path it received to get the
     /// path the browser used (`None` when no such prefix exists for this base).
     pub forwarded_prefix: Option<String>,
+    /// The target of an empty tail and query (a ChatKit call's): built once.
+    root: Option<Uri>,
 }
 
 impl Upstream {
     /// A route mounted at `prefix` on our side that forwards to `base`.
     pub fn new(prefix: String, base: Url, auth: RouteAuth) -> Self {
         let forwarded_prefix = forwarded_prefix(&prefix, base.path());
-        Self {
+        let mut up = Self {
             prefix,
             base,
             auth,
             forwarded_prefix,
-        }
+            root: None,
+        };
+        up.root = up.build("", "");
+        up
     }
 
     /// The upstream URL for `tail` (the raw, still percent-encoded path after the prefix)
     /// and the query string; `None` when the tail could leave the base.
-    pub fn target(&self, tail: &str, query: &str) -> Option<Url> {
+    pub fn target(&self, tail: &str, query: &str) -> Option<Uri> {
+        if tail.is_empty() && query.is_empty() {
+            return self.root.clone();
+        }
+        self.build(tail, query)
+    }
+
+    fn build(&self, tail: &str, query: &str) -> Option<Uri> {
         if !safe_tail(tail) {
             return None;
         }
@@ -71,7 +84,10 @@ impl Upstream {
             || path
                 .strip_prefix(base_path)
                 .is_some_and(|rest| rest.starts_with('/'));
-        (under && built.origin() == self.base.origin()).then_some(built)
+        if !(under && built.origin() == self.base.origin()) {
+            return None;
+        }
+        Uri::try_from(String::from(built)).ok()
     }
 }
 
@@ -168,19 +184,19 @@ impl ProxyRoutes {
     }
 
     /// The upstream of `/api/remote/{name}`: a configured route, else `{BACKEND_URL}/api/{name}`.
-    pub fn remote(&self, name: &str) -> Option<Upstream> {
+    pub fn remote(&self, name: &str) -> Option<Cow<'_, Upstream>> {
         if !valid_route_name(name) {
             return None;
         }
         if let Some(u) = self.remote.get(name) {
-            return Some(u.clone());
+            return Some(Cow::Borrowed(u));
         }
         let base = append(self.backend.as_ref()?, &format!("api/{name}"))?;
-        Some(Upstream::new(
+        Some(Cow::Owned(Upstream::new(
             format!("/api/remote/{name}"),
             base,
             RouteAuth::Required,
-        ))
+        )))
     }
 
     /// Start-up warnings for routes whose backend cannot learn our public path.
@@ -271,15 +287,15 @@ mod tests {
     fn targets_append_to_the_base_and_keep_tail_and_query() {
         let chatkit = up("http://up:8000/chatkit");
         assert_eq!(
-            chatkit.target("", "").expect("ok").as_str(),
+            chatkit.target("", "").expect("ok").to_string(),
             "http://up:8000/chatkit"
         );
         assert_eq!(
-            chatkit.target("upload/x", "a=1&b=2").expect("ok").as_str(),
+            chatkit.target("upload/x", "a=1&b=2").expect("ok").to_string(),
             "http://up:8000/chatkit/upload/x?a=1&b=2"
         );
         let root = up("http://up:8000/");
-        assert_eq!(root.target("x", "").expect("ok").as_str(), "http://up:8000/x");
+        assert_eq!(root.target("x", "").expect("ok").to_string(), "http://up:8000/x");
         assert!(chatkit.target("%2e%2e/admin", "").is_none());
         assert!(chatkit.target("..%2Fadmin", "").is_none());
     }

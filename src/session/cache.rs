@@ -254,6 +254,7 @@ mod tests {
                 refresh_token: None,
                 expires_at: 0,
                 issued_at: 0,
+                bearer: Default::default(),
             },
         })
     }

@@ -13,6 +13,9 @@ pub mod redis;
 pub mod sql;
 pub mod store;
 
+use std::sync::OnceLock;
+
+use actix_web::http::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 pub use backend::SessionMeta;
@@ -32,7 +35,16 @@ pub struct Tokens {
     /// Unix time the tokens were received (0 in sessions stored before it was recorded).
     #[serde(default)]
     pub issued_at: i64,
+    /// `Authorization` values built from these tokens (never stored).
+    #[serde(skip)]
+    pub bearer: BearerHeaders,
 }
+
+/// `Authorization: Bearer …` values for a token set, one per forwardable token, built on
+/// first use. A cached session serves many requests, and each would otherwise copy and
+/// check a token of a kilobyte or more.
+#[derive(Clone, Default)]
+pub struct BearerHeaders(pub [OnceLock<Option<HeaderValue>>; 2]);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

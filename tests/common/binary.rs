@@ -42,10 +42,30 @@ impl BffProcess {
 
     /// [`Self::start`] with its log lines (standard output) appended to `log`.
     pub fn start_logging_to(env: &[(&str, String)], log: Option<&std::path::Path>) -> Self {
+        Self::start_program(env!("CARGO_BIN_EXE_taskflow-bff").as_ref(), env, log)
+    }
+
+    /// [`Self::start_logging_to`] with another build of the binary (the bench's baseline).
+    pub fn start_program(
+        program: &std::path::Path,
+        env: &[(&str, String)],
+        log: Option<&std::path::Path>,
+    ) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("taskflow-bff-proc-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let child = Command::new(env!("CARGO_BIN_EXE_taskflow-bff"))
+        // BENCH_BFF_UNDER: a command the binary runs under (a profiler), split at spaces.
+        let under = std::env::var("BENCH_BFF_UNDER").unwrap_or_default();
+        let mut words = under.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let child = command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
