@@ -18,8 +18,9 @@ use crate::{
     telemetry::request_id,
 };
 
-/// Every route. Assets, probes and the demo provider need no session; everything else
-/// sits behind the session middleware.
+/// Every route. Assets, probes and the demo provider need no session; the proxy reads the
+/// session cookie itself (it never changes session state, and the session layer's state map
+/// was a fifth of its cost per request); everything else sits behind the session middleware.
 pub fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttle: &limits::SignInThrottle) {
     cfg.configure(health::configure)
         // Browsers ask for it at the root whatever the page says.
@@ -44,6 +45,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttl
         state.settings.session.absolute.as_secs() as i64,
     );
     let throttle = throttle.clone();
+    // Before the session scope, which would otherwise take every path.
+    cfg.service(
+        web::scope("/api/chatkit")
+            .wrap(from_fn(csrf_guard))
+            .configure(proxy::chatkit_routes),
+    )
+    .service(
+        web::scope("/api/remote")
+            .wrap(from_fn(csrf_guard))
+            .configure(proxy::remote_routes)
+            .default_service(web::to(no_such_api_route)),
+    );
     cfg.service(
         web::scope("")
             .wrap(sessions)
@@ -52,14 +65,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttl
                 web::scope("/api")
                     .wrap(from_fn(csrf_guard))
                     .configure(|cfg| auth::configure(cfg, &throttle))
-                    .configure(proxy::configure)
-                    .default_service(web::to(|| async {
-                        Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such API route"))
-                    })),
+                    .default_service(web::to(no_such_api_route)),
             )
             .configure(dashboard::configure)
             .default_service(web::to(dashboard::pages::not_found)),
     );
+}
+
+async fn no_such_api_route() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such API route"))
 }
 
 /// Query, form and JSON extractor errors: JSON under /api, pages elsewhere; 413 and 408

@@ -30,6 +30,10 @@ pub struct CurrentSession {
 /// A request that may or may not be signed in; fails only when the store is down.
 pub struct MaybeSession(pub Option<CurrentSession>);
 
+/// [`MaybeSession`] for routes outside the session layer (the proxy's): the session named
+/// by the cookie, read directly. Fails (JSON) only when the store is down.
+pub struct CookieSession(pub Option<CurrentSession>);
+
 /// Loads the live session named by the session layer's `_key` entry, if any.
 pub async fn load_session(
     state: &AppState,
@@ -85,6 +89,22 @@ impl FromRequest for CurrentSession {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let fut = extract(req);
         Box::pin(async move { fut.await?.ok_or(ApiError::NotAuthenticated) })
+    }
+}
+
+impl FromRequest for CookieSession {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let key_hash = state
+            .as_ref()
+            .and_then(|s| cookie::key_hash_from_cookie(req, &s.session_cookie, s.keys.session_cookie_key()));
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("AppState missing")))?;
+            load_session(&state, key_hash).await.map(CookieSession)
+        })
     }
 }
 

@@ -293,7 +293,10 @@ mod tests {
         let mut t = tokens(0, 0);
         t.access_token = Some("a".into());
         assert_eq!(authorization(&t, ForwardToken::IdToken).expect("id"), "Bearer i");
-        assert_eq!(authorization(&t, ForwardToken::AccessToken).expect("at"), "Bearer a");
+        assert_eq!(
+            authorization(&t, ForwardToken::AccessToken).expect("at"),
+            "Bearer a"
+        );
         // Kept with the token set; a refreshed set starts without it.
         assert!(t.bearer.0.iter().all(|slot| slot.get().is_some()));
         t.access_token = None;

@@ -9,22 +9,26 @@ pub mod upstream_io;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::{auth::extractor::MaybeSession, error::ApiError, state::AppState};
+use crate::{auth::extractor::CookieSession, error::ApiError, state::AppState};
 use forward::{forward, ProxyClient};
 pub use routes::ProxyRoutes;
 
-/// Mounts the proxy routes inside the `/api` scope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The routes under `/api/chatkit`.
+pub fn chatkit_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/chatkit")
+        web::resource("")
             .route(web::post().to(chatkit))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::MethodNotAllowed("use POST"))
             })),
     )
-    .service(web::resource("/chatkit/{tail:.*}").to(chatkit))
-    .service(web::resource("/remote/{name}/{tail:.*}").to(remote))
-    .service(web::resource("/remote/{name}").to(remote));
+    .service(web::resource("/{tail:.*}").to(chatkit));
+}
+
+/// The routes under `/api/remote`.
+pub fn remote_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/{name}/{tail:.*}").to(remote))
+        .service(web::resource("/{name}").to(remote));
 }
 
 /// The part of the raw (still percent-encoded) path after `prefix/`.
@@ -40,7 +44,7 @@ async fn chatkit(
     payload: web::Payload,
     state: web::Data<AppState>,
     client: web::Data<ProxyClient>,
-    session: MaybeSession,
+    session: CookieSession,
 ) -> Result<HttpResponse, ApiError> {
     let upstream = state.routes.chatkit.as_ref().ok_or_else(|| {
         ApiError::BadRequest("not_configured", "no CHATKIT_URL or BACKEND_URL is set".into())
@@ -56,7 +60,7 @@ async fn remote(
     payload: web::Payload,
     state: web::Data<AppState>,
     client: web::Data<ProxyClient>,
-    session: MaybeSession,
+    session: CookieSession,
 ) -> Result<HttpResponse, ApiError> {
     let rest = tail_after(&req, "/api/remote");
     let name = rest.split('/').next().unwrap_or("");

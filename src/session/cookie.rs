@@ -43,6 +43,29 @@ pub fn well_formed_key(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The key hash named by the request's session cookie, read without the session layer:
+/// for the proxy's routes, which never change session state. The same reading as
+/// actix-session's (the first cookie of that name, decrypted with the same key), minus the
+/// state map it builds for every request.
+pub fn key_hash_from_cookie(
+    req: &actix_web::HttpRequest,
+    name: &str,
+    key: &actix_web::cookie::Key,
+) -> Option<String> {
+    use actix_web::cookie::{Cookie, CookieJar};
+    // Split and decoded as actix-web does; only the pair with our name is parsed.
+    let pair = req
+        .headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .find(|p| p.strip_prefix(name).is_some_and(|rest| rest.starts_with('=')))?;
+    let found = Cookie::parse_encoded(pair).ok()?.into_owned();
+    let plain = CookieJar::new().private(key).decrypt(found)?;
+    well_formed_key(plain.value()).then(|| sha256_hex(plain.value()))
+}
+
 /// Gives each request a place for the record the session layer loads (wraps it).
 pub async fn remember_loads(
     req: ServiceRequest,
@@ -183,6 +206,41 @@ impl CookieBackedStore for CookieSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_proxy_reads_the_cookie_the_session_layer_wrote() {
+        use actix_web::{
+            cookie::{Cookie, CookieJar, Key},
+            test::TestRequest,
+        };
+        let key = Key::generate();
+        let session_key = random_token();
+        let mut jar = CookieJar::new();
+        jar.private_mut(&key).add(Cookie::new("sid", session_key.clone()));
+        let sealed = jar.get("sid").expect("sealed").value().to_owned();
+        let read = |header: String| {
+            let req = TestRequest::default()
+                .insert_header(("cookie", header))
+                .to_http_request();
+            key_hash_from_cookie(&req, "sid", &key)
+        };
+        let want = Some(sha256_hex(&session_key));
+        assert_eq!(read(format!("sid={sealed}")), want);
+        assert_eq!(read(format!("other=1; sidx=2; sid={sealed}; last=3")), want);
+        // Tampered, under another key, or not there: no session.
+        let mut tampered = sealed.clone().into_bytes();
+        tampered[10] ^= 1;
+        assert_eq!(
+            read(format!("sid={}", String::from_utf8(tampered).expect("ascii"))),
+            None
+        );
+        let other = Key::generate();
+        let req = TestRequest::default()
+            .insert_header(("cookie", format!("sid={sealed}")))
+            .to_http_request();
+        assert_eq!(key_hash_from_cookie(&req, "sid", &other), None);
+        assert_eq!(read("sidx=1".into()), None);
+    }
 
     #[test]
     fn per_request_entries_are_never_stored() {
