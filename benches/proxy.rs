@@ -12,7 +12,9 @@
 //!
 //! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
 //! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20), BENCH_HELD_STREAMS (a second
-//! RSS measurement, e.g. 10000), BENCH_ONLY=json (the JSON rows alone), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
+//! RSS measurement, e.g. 10000), BENCH_ONLY=json or sse (the JSON rows alone, or without the memory rows),
+//! BENCH_BASELINE_BIN (another build of the BFF measured in the same run, taking turns with this
+//! one BENCH_ROUNDS times, default 2), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
 //! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), BENCH_BFF_UNDER (a command
 //! the BFF runs under, e.g. `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out`), and BENCH_LOGGING: `silent`
 //! (default: nginx without access log, the BFF at `warn`) or `file` (nginx's access log and
@@ -638,7 +640,7 @@ fn main() {
         };
         // With a baseline: this build and the baseline take turns (A B A B, half the requests
         // each time), so drift in the machine's speed affects both alike.
-        let rounds = if base.is_some() { 2 } else { 1 };
+        let rounds = if base.is_some() { env_usize("BENCH_ROUNDS", 2).max(1) } else { 1 };
         let (mut b_sum, mut a_sum) = ((0.0, 0.0, 0.0, 0), (0.0, 0.0, 0.0, 0));
         let (mut b_cpu, mut a_cpu) = (0, 0);
         for _ in 0..rounds {
@@ -699,7 +701,9 @@ fn main() {
         } else {
             Duration::from_secs(2)
         };
-        memory_rows(&via, pid, ngx.as_ref(), nginx_pid, streams, short).await;
+        if !std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sse") {
+            memory_rows(&via, pid, ngx.as_ref(), nginx_pid, streams, short).await;
+        }
         for n in [1, streams] {
             let (d50, d99, dfirst, de2) = sse_load(&direct, n, events).await;
             let (n50, n99, nfirst, ne2) = match &ngx {
@@ -716,6 +720,14 @@ fn main() {
                 bfirst,
                 false,
             );
+            if let Some((t, _)) = &base {
+                let (a50, _, afirst, ae) = sse_load(t, n, events).await;
+                row(format!("SSE per-event p50 ms, {n} streams, baseline"), d50, n50, a50, false);
+                row(format!("SSE first event p50 ms, {n} streams, baseline"), dfirst, nfirst, afirst, false);
+                if ae > 0 {
+                    println!("  stream errors: baseline {ae}");
+                }
+            }
             if de2 + ne2 + be2 > 0 {
                 println!("  stream errors: direct {de2}, nginx {ne2}, BFF {be2}");
             }
