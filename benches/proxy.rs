@@ -706,11 +706,18 @@ fn main() {
         }
         for n in [1, streams] {
             let (d50, d99, dfirst, de2) = sse_load(&direct, n, events).await;
+            let n_cpu = nginx_pid.map(cpu_ticks);
             let (n50, n99, nfirst, ne2) = match &ngx {
                 Some(t) => sse_load(t, n, events).await,
                 None => (f64::NAN, f64::NAN, f64::NAN, 0),
             };
+            let n_cpu = match (nginx_pid, n_cpu) {
+                (Some(p), Some(before)) => (cpu_ticks(p) - before) as f64 * 1e4 / n as f64,
+                _ => f64::NAN,
+            };
+            let b_cpu = cpu_ticks(pid);
             let (b50, b99, bfirst, be2) = sse_load(&via, n, events).await;
+            let b_cpu = (cpu_ticks(pid) - b_cpu) as f64 * 1e4 / n as f64;
             row(format!("SSE per-event p50 ms, {n} streams"), d50, n50, b50, false);
             row(format!("SSE per-event p99 ms, {n} streams"), d99, n99, b99, false);
             row(
@@ -720,6 +727,10 @@ fn main() {
                 bfirst,
                 false,
             );
+            if n > 1 {
+                // Setting up the stream and passing on its events, per stream.
+                row(format!("SSE proxy CPU µs per stream, {n} streams"), f64::NAN, n_cpu, b_cpu, false);
+            }
             if let Some((t, _)) = &base {
                 let (a50, _, afirst, ae) = sse_load(t, n, events).await;
                 row(format!("SSE per-event p50 ms, {n} streams, baseline"), d50, n50, a50, false);

@@ -210,13 +210,16 @@ impl ActixStream for WatchedIo {
     }
 }
 
-/// The TCP connector of the proxy's awc client: the default one, yielding [`WatchedIo`].
+/// The TCP connector of the proxy's awc client: the default one, yielding [`WatchedIo`]
+/// with Nagle's algorithm off (as on the browser's side: see `startup`), so a streamed
+/// upload's small chunks are not held back waiting for acknowledgements.
 pub fn watched_connector(
 ) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, WatchedIo>, Error = ConnectError> + Clone {
     actix_tls::connect::Connector::default()
         .service()
         .map(|c: Connection<Uri, TcpStream>| {
             let (io, c) = c.replace_io(());
+            let _ = io.set_nodelay(true);
             c.replace_io(WatchedIo::new(io)).1
         })
 }
@@ -304,4 +307,26 @@ pub fn reap_idle(tick: u64) -> usize {
         }
         closed
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_service::Service;
+    use actix_tls::connect::ConnectInfo;
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn upstream_connections_send_small_writes_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let uri: Uri = format!("http://127.0.0.1:{port}/").parse().expect("uri");
+        let conn = watched_connector()
+            .call(ConnectInfo::new(uri))
+            .await
+            .expect("connect");
+        let (io, _) = conn.into_parts();
+        let nodelay = io.0.io.borrow().as_ref().map(|s| s.nodelay().expect("nodelay"));
+        assert_eq!(nodelay, Some(true), "Nagle's algorithm must be off");
+    }
 }
