@@ -100,7 +100,7 @@ impl FromRequest for CookieSession {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let key_hash = state
             .as_ref()
-            .and_then(|s| cookie::key_hash_from_cookie(req, &s.session_cookie, s.keys.session_cookie_key()));
+            .and_then(|s| cookie::key_hash_from_cookie(req, &s.session_cookie, &s.keys));
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("AppState missing")))?;
             load_session(&state, key_hash).await.map(CookieSession)

@@ -23,7 +23,7 @@ use actix_web::{
     middleware::Next,
 };
 
-use super::{SessionRecord, SessionStore};
+use super::{crypto::Keys, SessionRecord, SessionStore};
 use crate::ids::{random_token, sha256_hex};
 
 /// State entry naming the session record of this request (its key hash); not stored.
@@ -43,15 +43,22 @@ pub fn well_formed_key(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Most session-cookie values a worker remembers having opened; then it starts over.
+const OPENED_MAX: usize = 4096;
+
+thread_local! {
+    /// Session-cookie values this worker has opened, by key id: sealed value → key hash.
+    /// Opening is a base64 decode, an AES-GCM decryption and a SHA-256, and a browser sends
+    /// the same value with every request. Only values that authenticated under that key
+    /// are here; whether the session still exists is the store's answer, asked every time.
+    static OPENED: RefCell<HashMap<u64, HashMap<String, String>>> = RefCell::default();
+}
+
 /// The key hash named by the request's session cookie, read without the session layer:
 /// for the proxy's routes, which never change session state. The same reading as
 /// actix-session's (the first cookie of that name, decrypted with the same key), minus the
 /// state map it builds for every request.
-pub fn key_hash_from_cookie(
-    req: &actix_web::HttpRequest,
-    name: &str,
-    key: &actix_web::cookie::Key,
-) -> Option<String> {
+pub fn key_hash_from_cookie(req: &actix_web::HttpRequest, name: &str, keys: &Keys) -> Option<String> {
     use actix_web::cookie::{Cookie, CookieJar};
     // Split and decoded as actix-web does; only the pair with our name is parsed.
     let pair = req
@@ -61,9 +68,25 @@ pub fn key_hash_from_cookie(
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .find(|p| p.strip_prefix(name).is_some_and(|rest| rest.starts_with('=')))?;
+    let id = keys.session_cookie_id();
+    let known = OPENED.with(|o| o.borrow().get(&id).and_then(|m| m.get(pair)).cloned());
+    if known.is_some() {
+        return known;
+    }
     let found = Cookie::parse_encoded(pair).ok()?.into_owned();
-    let plain = CookieJar::new().private(key).decrypt(found)?;
-    well_formed_key(plain.value()).then(|| sha256_hex(plain.value()))
+    let plain = CookieJar::new()
+        .private(keys.session_cookie_key())
+        .decrypt(found)?;
+    let hash = well_formed_key(plain.value()).then(|| sha256_hex(plain.value()))?;
+    OPENED.with(|o| {
+        let mut o = o.borrow_mut();
+        let opened = o.entry(id).or_default();
+        if opened.len() >= OPENED_MAX {
+            opened.clear();
+        }
+        opened.insert(pair.to_owned(), hash.clone());
+    });
+    Some(hash)
 }
 
 /// Gives each request a place for the record the session layer loads (wraps it).
@@ -210,19 +233,20 @@ mod tests {
     #[test]
     fn the_proxy_reads_the_cookie_the_session_layer_wrote() {
         use actix_web::{
-            cookie::{Cookie, CookieJar, Key},
+            cookie::{Cookie, CookieJar},
             test::TestRequest,
         };
-        let key = Key::generate();
+        let keys = Keys::derive(&random_token().into());
         let session_key = random_token();
         let mut jar = CookieJar::new();
-        jar.private_mut(&key).add(Cookie::new("sid", session_key.clone()));
+        jar.private_mut(keys.session_cookie_key())
+            .add(Cookie::new("sid", session_key.clone()));
         let sealed = jar.get("sid").expect("sealed").value().to_owned();
         let read = |header: String| {
             let req = TestRequest::default()
                 .insert_header(("cookie", header))
                 .to_http_request();
-            key_hash_from_cookie(&req, "sid", &key)
+            key_hash_from_cookie(&req, "sid", &keys)
         };
         let want = Some(sha256_hex(&session_key));
         assert_eq!(read(format!("sid={sealed}")), want);
@@ -234,12 +258,18 @@ mod tests {
             read(format!("sid={}", String::from_utf8(tampered).expect("ascii"))),
             None
         );
-        let other = Key::generate();
+        assert_eq!(read("sidx=1".into()), None);
+        // A value opened (and remembered) under one key means nothing under another.
+        let other = Keys::derive(&random_token().into());
         let req = TestRequest::default()
             .insert_header(("cookie", format!("sid={sealed}")))
             .to_http_request();
         assert_eq!(key_hash_from_cookie(&req, "sid", &other), None);
-        assert_eq!(read("sidx=1".into()), None);
+        assert_eq!(
+            read(format!("sid={sealed}")),
+            want,
+            "still opened under its own key"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct Keys {
     tokens: Aes256Gcm,
     cookies: actix_web::cookie::Key,
     sessions: actix_web::cookie::Key,
+    /// Names the session-cookie key without revealing it (a digest of it).
+    sessions_id: u64,
 }
 
 impl Keys {
@@ -31,10 +33,14 @@ impl Keys {
         let mut sessions = [0u8; 64];
         hk.expand(b"session-cookie v1", &mut sessions)
             .expect("64 bytes is a valid HKDF output length");
+        let digest = <Sha256 as sha2::Digest>::digest(sessions);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
         Self {
             tokens: Aes256Gcm::new(&tokens.into()),
             cookies: actix_web::cookie::Key::from(&cookies),
             sessions: actix_web::cookie::Key::from(&sessions),
+            sessions_id: u64::from_le_bytes(id),
         }
     }
 
@@ -46,6 +52,11 @@ impl Keys {
     /// The key that encrypts the session cookie (actix-session's private cookie).
     pub fn session_cookie_key(&self) -> &actix_web::cookie::Key {
         &self.sessions
+    }
+
+    /// An identifier of [`Keys::session_cookie_key`]: equal keys, equal ids.
+    pub fn session_cookie_id(&self) -> u64 {
+        self.sessions_id
     }
 
     /// Encrypts `plain`, binding it to `aad` (the session's key hash) so rows cannot be swapped.
