@@ -177,7 +177,9 @@ fn connection_tokens(h: &HeaderMap) -> Vec<String> {
 /// (`Content-Length` too: the body carries its own length), and sets the proxied CSP.
 pub fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let named = connection_tokens(upstream);
-    let mut out = HeaderMap::new();
+    // Room for the security headers and the request id added on the way out, so the map
+    // is not grown (rehashed) for them.
+    let mut out = HeaderMap::with_capacity(upstream.len() + 6);
     for (name, value) in upstream.iter() {
         let n = name.as_str();
         if HOP_BY_HOP.contains(&n)
