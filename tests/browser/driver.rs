@@ -1,6 +1,7 @@
 //! Starts the app, chromedriver and a fresh headless Chromium profile.
 
 use std::{
+    os::unix::process::CommandExt,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -8,7 +9,7 @@ use std::{
 use fantoccini::{Client, ClientBuilder};
 use taskflow_bff::{config::Settings, startup::Application};
 
-/// A browser session against a running app; kills chromedriver when dropped.
+/// A browser session against a running app; kills chromedriver and its browser when dropped.
 pub struct Browser {
     pub client: Client,
     pub origin: String,
@@ -21,6 +22,11 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The whole process group: Chromium's processes would outlive chromedriver's (and
+        // keep using the machine) when a test does not close its session.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
@@ -72,6 +78,8 @@ pub async fn start_with(extra: &[(&str, &str)], width: u32, javascript: bool) ->
     let port = crate::binary::free_port();
     let driver = Command::new(&chromedriver)
         .arg(format!("--port={port}"))
+        // A process group of its own, which the browser joins: see `Drop`.
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
