@@ -12,7 +12,8 @@
 //!
 //! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
 //! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20), BENCH_HELD_STREAMS (a second
-//! RSS measurement, e.g. 10000), BENCH_ONLY=json or sse (the JSON rows alone, or without the memory rows),
+//! RSS measurement, e.g. 10000), BENCH_ONLY=json or sse (the JSON rows alone, or without the memory rows), BENCH_FLOOR=1
+//! (rows for a bare actix-web + awc forwarder: the HTTP stack's own cost),
 //! BENCH_BASELINE_BIN (another build of the BFF measured in the same run, taking turns with this
 //! one BENCH_ROUNDS times, default 2), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
 //! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), BENCH_BFF_UNDER (a command
@@ -139,6 +140,110 @@ fn start_upstream() -> Upstream {
         std::thread::sleep(Duration::from_millis(25));
     }
     panic!("the upstream process did not start");
+}
+
+// ---------- the framework's floor ----------
+
+const FLOOR_ROLE: &str = "TASKFLOW_BENCH_FLOOR";
+
+/// A bare actix-web + awc forwarder (BENCH_FLOOR=1): what nginx's configuration does (fixed
+/// `Authorization`, bodies streamed both ways, no checks), with the BFF's HTTP stack and
+/// worker count. What the BFF costs above it is ours; what it costs above nginx is the stack's.
+async fn bare_forward(
+    req: actix_web::HttpRequest,
+    body: web::Payload,
+    client: web::Data<awc::Client>,
+    upstream: web::Data<String>,
+) -> HttpResponse {
+    use actix_web::{body::SizedStream, http::header};
+    let length = |h: &header::HeaderMap| {
+        h.get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let mut up = client
+        .request(
+            req.method().clone(),
+            format!("{}{}", upstream.get_ref(), req.uri()),
+        )
+        .no_decompress();
+    for (k, v) in req.headers() {
+        if ![
+            header::HOST,
+            header::CONNECTION,
+            header::CONTENT_LENGTH,
+            header::COOKIE,
+        ]
+        .contains(k)
+        {
+            up = up.append_header((k.clone(), v.clone()));
+        }
+    }
+    up = up.insert_header((header::AUTHORIZATION, "Bearer bench"));
+    let sent = match length(req.headers()) {
+        Some(n) => up.send_body(SizedStream::new(n, body)).await,
+        None => up.send().await,
+    };
+    let Ok(res) = sent else {
+        return HttpResponse::BadGateway().finish();
+    };
+    let mut out = HttpResponse::build(res.status());
+    for (k, v) in res.headers() {
+        if ![
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+        ]
+        .contains(k)
+        {
+            out.append_header((k.clone(), v.clone()));
+        }
+    }
+    match length(res.headers()) {
+        Some(n) => out.body(SizedStream::new(n, res)),
+        None => out.streaming(res),
+    }
+}
+
+fn serve_floor(listener: TcpListener, upstream: u16) -> std::io::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(
+                    awc::Client::builder()
+                        .connector(awc::Connector::new().limit(0))
+                        .disable_redirects()
+                        .no_default_headers()
+                        .finish(),
+                ))
+                .app_data(web::Data::new(format!("http://127.0.0.1:{upstream}")))
+                .default_service(web::to(bare_forward))
+        })
+        .workers(2)
+        .backlog(4096)
+        .tcp_nodelay(true)
+        .max_connections(50_000)
+        .listen(listener)?
+        .run()
+        .await
+    })
+}
+
+fn start_floor(upstream: u16) -> Upstream {
+    let port = free_port();
+    let child = Command::new(std::env::current_exe().expect("bench executable"))
+        .env(FLOOR_ROLE, format!("{port}:{upstream}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the floor forwarder");
+    let floor = Upstream { child, port };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return floor;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("the floor forwarder did not start");
 }
 
 // ---------- nginx, the reference ----------
@@ -544,12 +649,24 @@ fn main() {
         serve_upstream(listener).expect("upstream");
         return;
     }
+    if let Some((port, upstream)) = std::env::var(FLOOR_ROLE).ok().and_then(|v| {
+        let (a, b) = v.split_once(':')?;
+        Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?))
+    }) {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind floor");
+        socket2::SockRef::from(&listener).listen(4096).expect("backlog");
+        serve_floor(listener, upstream).expect("floor");
+        return;
+    }
     let upstream = start_upstream();
     let up = upstream.port;
     let bff = start_bff(up, None);
     let baseline_bin = std::env::var_os("BENCH_BASELINE_BIN").map(std::path::PathBuf::from);
     let baseline = baseline_bin.as_deref().map(|p| start_bff(up, Some(p)));
     let nginx = start_nginx(up);
+    let floor = std::env::var("BENCH_FLOOR")
+        .is_ok_and(|v| v == "1")
+        .then(|| start_floor(up));
     let pid = bff.child.id();
     let bff_ref = &bff;
     let baseline_ref = baseline.as_ref();
@@ -575,6 +692,16 @@ fn main() {
             base: format!("http://127.0.0.1:{}", n.port),
             headers: vec![],
         });
+        let flo = floor.as_ref().map(|f| {
+            let t = Target {
+                base: format!("http://127.0.0.1:{}", f.port),
+                headers: vec![],
+            };
+            (t, f.child.id())
+        });
+        if let Some((t, _)) = &flo {
+            let _ = json_load(t, 2000, 64).await;
+        }
         // Warm-up: connections, caches.
         let _ = json_load(&via, 2000, 64).await;
         let _ = json_load(&direct, 2000, 64).await;
@@ -687,6 +814,14 @@ fn main() {
                 b_cpu / a_cpu
             );
         }
+        if let Some((t, fpid)) = &flo {
+            let before = cpu_ticks(*fpid);
+            let (f_rps, f50, _, _) = json_load(t, requests, 64).await;
+            let f_cpu = (cpu_ticks(*fpid) - before) as f64 * 1e4 / requests as f64;
+            row("JSON req/s, bare actix-web + awc".into(), d_rps, n_rps, f_rps, true);
+            row("JSON proxy CPU µs per request, bare".into(), f64::NAN, n_cpu, f_cpu, false);
+            row("JSON p50 latency ms, bare".into(), d50, n50, f50, false);
+        }
         if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "json") {
             println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
             return;
@@ -730,6 +865,18 @@ fn main() {
             if n > 1 {
                 // Setting up the stream and passing on its events, per stream.
                 row(format!("SSE proxy CPU µs per stream, {n} streams"), f64::NAN, n_cpu, b_cpu, false);
+            }
+            if let Some((t, fpid)) = &flo {
+                let before = cpu_ticks(*fpid);
+                let (_, _, ffirst, fe) = sse_load(t, n, events).await;
+                let f_cpu = (cpu_ticks(*fpid) - before) as f64 * 1e4 / n as f64;
+                row(format!("SSE first event p50 ms, {n} streams, bare"), dfirst, nfirst, ffirst, false);
+                if n > 1 {
+                    row(format!("SSE proxy CPU µs per stream, {n} streams, bare"), f64::NAN, n_cpu, f_cpu, false);
+                }
+                if fe > 0 {
+                    println!("  stream errors: bare forwarder {fe}");
+                }
             }
             if let Some((t, _)) = &base {
                 let (a50, _, afirst, ae) = sse_load(t, n, events).await;

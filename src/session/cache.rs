@@ -124,6 +124,18 @@ impl SessionCache {
         entries.map.insert(key_hash.to_owned(), (Instant::now(), r));
     }
 
+    /// Records a touch in the cached copy, if there is one (a session dropped meanwhile is
+    /// not brought back): the requests after it see the new `last_seen`.
+    pub fn touched(&self, key_hash: &str, last_seen: i64, idle_expires_at: i64) {
+        let mut entries = self.lock();
+        if let Some((_, r)) = entries.map.get_mut(key_hash) {
+            let mut copy = SessionRecord::clone(r);
+            copy.meta.last_seen = last_seen;
+            copy.meta.idle_expires_at = idle_expires_at;
+            *r = Arc::new(copy);
+        }
+    }
+
     /// Drops one session (it changed or ended); returns the new epoch.
     pub fn forget(&self, key_hash: &str) -> u64 {
         let mut entries = self.lock();
@@ -270,6 +282,21 @@ mod tests {
             c.get("k").is_err(),
             "read again: another replica may have extended it"
         );
+    }
+
+    #[test]
+    fn a_touch_shows_in_the_cached_copy_and_brings_nothing_back() {
+        let c = SessionCache::new(Duration::from_secs(60), true);
+        c.touched("k", 100, 200);
+        assert!(c.get("k").is_err(), "a touch does not create an entry");
+        let epoch = c.get("k").expect_err("empty");
+        c.put("k", record(), epoch);
+        c.touched("k", 100, i64::MAX - 1);
+        let r = c.get("k").expect("kept");
+        assert_eq!((r.last_seen, r.idle_expires_at), (100, i64::MAX - 1));
+        c.forget("k"); // signed out
+        c.touched("k", 300, i64::MAX);
+        assert!(c.get("k").is_err(), "an ended session stays gone");
     }
 
     #[test]

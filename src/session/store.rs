@@ -35,6 +35,31 @@ pub struct SessionStore {
     loading: Arc<InFlight>,
     counts: Arc<LoadCounts>,
     staged: Arc<std::sync::Mutex<HashMap<String, (std::time::Instant, SessionRecord)>>>,
+    /// Sessions whose touch is being written by this process.
+    touching: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Marks a session's touch as in progress until dropped (written, failed or cancelled).
+struct Touching<'a>(&'a std::sync::Mutex<std::collections::HashSet<String>>, &'a str);
+
+impl<'a> Touching<'a> {
+    /// `None` when a touch of that session is already in progress.
+    fn begin(
+        set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+        key_hash: &'a str,
+    ) -> Option<Self> {
+        let fresh = set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key_hash.to_owned());
+        fresh.then_some(Self(set, key_hash))
+    }
+}
+
+impl Drop for Touching<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(self.1);
+    }
 }
 
 /// How session lookups were answered.
@@ -111,6 +136,7 @@ impl SessionStore {
             loading: Arc::default(),
             counts: Arc::default(),
             staged: Arc::default(),
+            touching: Arc::default(),
         })
     }
 
@@ -208,7 +234,10 @@ impl SessionStore {
         Ok(list.into_iter().filter_map(|s| self.open(s)).collect())
     }
 
-    /// Records activity: moves `last_seen` and the idle deadline.
+    /// Records activity: moves `last_seen` and the idle deadline. One write per session at
+    /// a time: a burst of requests on a session due for a touch (a page opening many
+    /// streams) would otherwise each write the same row and wait for it; the others go on.
+    /// The cached copy is updated, so the requests after it do not touch again.
     pub async fn touch(
         &self,
         key_hash: &str,
@@ -216,10 +245,14 @@ impl SessionStore {
         idle_expires_at: i64,
         expires_at: i64,
     ) -> anyhow::Result<()> {
-        self.cache.forget(key_hash);
+        let Some(_busy) = Touching::begin(&self.touching, key_hash) else {
+            return Ok(());
+        };
         self.sessions
             .touch(key_hash, now, idle_expires_at, expires_at)
-            .await
+            .await?;
+        self.cache.touched(key_hash, now, idle_expires_at);
+        Ok(())
     }
 
     /// Replaces the tokens if the session still has `expected_version`; false when another
@@ -326,5 +359,26 @@ impl SessionStore {
         limit: i64,
     ) -> anyhow::Result<Vec<(String, Option<String>, Option<String>)>> {
         self.sql.recent_audit(limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_touch_per_session_at_a_time() {
+        let set = std::sync::Mutex::default();
+        let first = Touching::begin(&set, "a").expect("first");
+        assert!(Touching::begin(&set, "a").is_none(), "a burst writes once");
+        assert!(
+            Touching::begin(&set, "b").is_some(),
+            "other sessions are not held up"
+        );
+        drop(first);
+        assert!(
+            Touching::begin(&set, "a").is_some(),
+            "the next minute's touch happens"
+        );
     }
 }
