@@ -13,7 +13,8 @@
 //! Everything is on loopback and bounded in count and time. Knobs: BENCH_REQUESTS (default
 //! 20000), BENCH_STREAMS (default 1000), BENCH_EVENTS (default 20), BENCH_HELD_STREAMS (a second
 //! RSS measurement, e.g. 10000), BENCH_ONLY=json or sse (the JSON rows alone, or without the memory rows), BENCH_FLOOR=1
-//! (rows for a bare actix-web + awc forwarder: the HTTP stack's own cost),
+//! (rows for a bare actix-web + awc forwarder: the HTTP stack's own cost), BENCH_SETTLE_SECS
+//! (pause after each many-stream run, default 6),
 //! BENCH_BASELINE_BIN (another build of the BFF measured in the same run, taking turns with this
 //! one BENCH_ROUNDS times, default 2), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
 //! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), BENCH_BFF_UNDER (a command
@@ -525,6 +526,12 @@ async fn sse_load(t: &Target, streams: usize, events: usize) -> (f64, f64, f64, 
         }
     });
     let results = join_all(work).await;
+    if streams > 1 {
+        // The next column starts on a quiet machine: closing this burst's connections (the
+        // upstream's, the proxy's idle ones when reaped) would otherwise overlap its burst.
+        let settle = env_usize("BENCH_SETTLE_SECS", 6) as u64;
+        actix_web::rt::time::sleep(Duration::from_secs(settle)).await;
+    }
     let mut lat: Vec<f64> = results.iter().flat_map(|(l, _, _)| l.iter().copied()).collect();
     let mut firsts: Vec<f64> = results
         .iter()
