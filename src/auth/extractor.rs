@@ -63,12 +63,16 @@ pub async fn load_session(
         return Ok(None);
     }
     if now - record.last_seen >= TOUCH_EVERY_SECS {
-        let idle = now + state.settings.session.idle.as_secs() as i64;
-        state
-            .store
-            .touch(&key_hash, now, idle.min(record.expires_at), record.expires_at)
-            .await
-            .map_err(ApiError::StoreUnavailable)?;
+        // Bookkeeping for the idle deadline, written beside the request rather than before
+        // it (a store round trip on the first request of every minute, a stream's included);
+        // if it fails, the next request tries again.
+        let idle = (now + state.settings.session.idle.as_secs() as i64).min(record.expires_at);
+        let (store, key, expires_at) = (state.store.clone(), key_hash.clone(), record.expires_at);
+        actix_web::rt::spawn(async move {
+            if let Err(e) = store.touch(&key, now, idle, expires_at).await {
+                tracing::warn!(error = %format!("{e:#}"), "could not record session activity");
+            }
+        });
     }
     Ok(Some(CurrentSession { key_hash, record }))
 }

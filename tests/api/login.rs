@@ -202,3 +202,43 @@ async fn session_rows(app: &crate::helpers::TestApp) -> i64 {
         .expect("count");
     n
 }
+
+#[actix_web::test]
+async fn activity_moves_the_idle_deadline_once_per_burst_beside_the_requests() {
+    let app = spawn_app_with(&[("SESSION_IDLE_SECS", "600")]).await;
+    app.login_as(0, "/dashboard").await;
+    let hash = app.session_key_hash();
+    let t = taskflow_bff::clock::now();
+    // Last used two minutes ago, idle deadline close.
+    app.state
+        .store
+        .touch(&hash, t - 120, t + 30, t + 3600)
+        .await
+        .expect("touch");
+    let burst = futures_util::future::join_all((0..20).map(|_| app.get("/api/auth/me"))).await;
+    assert!(burst.iter().all(|r| r.status == 200), "the burst is served");
+    let mut row = None;
+    for _ in 0..50 {
+        let r = app.state.store.load(&hash).await.expect("store").expect("row");
+        if r.last_seen >= t {
+            row = Some(r);
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let row = row.expect("the activity was recorded");
+    assert!(
+        row.idle_expires_at >= t + 590,
+        "idle deadline moved: {}",
+        row.idle_expires_at
+    );
+    // Recorded in the cached copy too: the next request is not due for another touch.
+    let cached = app
+        .state
+        .store
+        .load_cached(&hash)
+        .await
+        .expect("store")
+        .expect("row");
+    assert!(cached.last_seen >= t);
+}
