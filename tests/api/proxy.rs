@@ -749,3 +749,50 @@ async fn the_reaper_leaves_busy_connections_alone() {
     }
     assert_eq!(got, 3 * 1024 * 1024, "the whole body");
 }
+
+#[actix_web::test]
+async fn the_proxy_reads_the_session_cookie_itself_and_answers_like_the_rest_of_api() {
+    let (app, _up) = app_with_upstream(&[]).await;
+    let ok = app.post_api("/api/chatkit", "{}").await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    // The same routing answers as inside the /api scope.
+    let r = app.get("/api/chatkit").await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    for missing in ["/api/chatkitx", "/api/remote", "/api/remote/"] {
+        let r = app.post_api(missing, "{}").await;
+        assert_eq!(r.status, 404, "{missing}");
+        assert_eq!(r.json()["error"], "not_found", "{missing}");
+    }
+    // Cross-site requests are refused before anything is forwarded.
+    let foreign = app
+        .send(
+            app.api_request("/api/chatkit")
+                .insert_header(("Origin", "https://evil.example")),
+            Some(b"{}".to_vec()),
+        )
+        .await;
+    assert_eq!(foreign.status, 403);
+    // A tampered cookie is no session; the real one, remembered by the worker that opened
+    // it, stops working the moment the session is signed out.
+    let cookie = app.session_cookie().expect("session cookie");
+    let mut bytes = cookie.clone().into_bytes();
+    bytes[20] = if bytes[20] == b'A' { b'B' } else { b'A' };
+    app.use_cookie(&String::from_utf8(bytes).expect("ascii"));
+    let r = app.post_api("/api/chatkit", "{}").await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (401, Some("not_authenticated"))
+    );
+    app.use_cookie(&cookie);
+    assert_eq!(app.post_api("/api/chatkit", "{}").await.status, 200);
+    assert_eq!(app.logout().await.status, 200);
+    app.use_cookie(&cookie);
+    let r = app.post_api("/api/chatkit", "{}").await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (401, Some("not_authenticated"))
+    );
+}
