@@ -18,7 +18,9 @@
 //! BENCH_BASELINE_BIN (another build of the BFF measured in the same run, taking turns with this
 //! one BENCH_ROUNDS times, default 2), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
 //! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), BENCH_BFF_UNDER (a command
-//! the BFF runs under, e.g. `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out`), and BENCH_LOGGING: `silent`
+//! the BFF runs under, e.g. `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out`: one
+//! that keeps the BFF's process, as valgrind does, so the bench's signals reach it), and
+//! BENCH_LOGGING: `silent`
 //! (default: nginx without access log, the BFF at `warn`) or `file` (nginx's access log and
 //! the BFF's `info` lines, one per request each, written to files): like against like.
 //! nginx (the reference column) is installed from Debian's packages if missing.

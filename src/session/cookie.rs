@@ -46,6 +46,19 @@ pub fn well_formed_key(v: &str) -> bool {
 /// Most session-cookie values a worker remembers having opened; then it starts over.
 const OPENED_MAX: usize = 4096;
 
+/// Longest cookie value remembered (ours are about 100 characters).
+const OPENED_VALUE_MAX: usize = 256;
+
+/// Whether `value` is written the one way our cookies are (base64, nothing to trim, quote
+/// or decode): only such values are remembered, so one cookie cannot fill the memory with
+/// spellings of itself (padded, quoted, percent-encoded) that all decrypt alike.
+fn canonical(value: &str) -> bool {
+    value.len() <= OPENED_VALUE_MAX
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
+}
+
 thread_local! {
     /// Session-cookie values this worker has opened, by key id: sealed value → key hash.
     /// Opening is a base64 decode, an AES-GCM decryption and a SHA-256, and a browser sends
@@ -60,24 +73,31 @@ thread_local! {
 /// state map it builds for every request.
 pub fn key_hash_from_cookie(req: &actix_web::HttpRequest, name: &str, keys: &Keys) -> Option<String> {
     use actix_web::cookie::{Cookie, CookieJar};
-    // Split and decoded as actix-web does; only the pair with our name is parsed.
+    // Split and decoded as actix-web does (UTF-8 headers); only the pair with our name is
+    // parsed.
     let pair = req
         .headers()
         .get_all(actix_web::http::header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .find(|p| p.strip_prefix(name).is_some_and(|rest| rest.starts_with('=')))?;
     let id = keys.session_cookie_id();
-    let known = OPENED.with(|o| o.borrow().get(&id).and_then(|m| m.get(pair)).cloned());
-    if known.is_some() {
-        return known;
+    let remembered = canonical(&pair[name.len() + 1..]);
+    if remembered {
+        let known = OPENED.with(|o| o.borrow().get(&id).and_then(|m| m.get(pair)).cloned());
+        if known.is_some() {
+            return known;
+        }
     }
     let found = Cookie::parse_encoded(pair).ok()?.into_owned();
     let plain = CookieJar::new()
         .private(keys.session_cookie_key())
         .decrypt(found)?;
     let hash = well_formed_key(plain.value()).then(|| sha256_hex(plain.value()))?;
+    if !remembered {
+        return Some(hash);
+    }
     OPENED.with(|o| {
         let mut o = o.borrow_mut();
         let opened = o.entry(id).or_default();
@@ -259,6 +279,12 @@ mod tests {
             None
         );
         assert_eq!(read("sidx=1".into()), None);
+        // Other spellings of the same cookie are read but not remembered.
+        let before = OPENED.with(|o| o.borrow().values().map(HashMap::len).sum::<usize>());
+        assert_eq!(read(format!("sid=\"{sealed}\"")), want);
+        assert_eq!(read(format!("sid=  {sealed}")), want);
+        let after = OPENED.with(|o| o.borrow().values().map(HashMap::len).sum::<usize>());
+        assert_eq!(before, after, "spellings of one cookie take no memory");
         // A value opened (and remembered) under one key means nothing under another.
         let other = Keys::derive(&random_token().into());
         let req = TestRequest::default()
