@@ -279,6 +279,14 @@ mod tests {
             None
         );
         assert_eq!(read("sidx=1".into()), None);
+        let remembered = |v: &str| {
+            OPENED.with(|o| {
+                o.borrow()
+                    .get(&keys.session_cookie_id())
+                    .is_some_and(|m| m.contains_key(v))
+            })
+        };
+        assert!(remembered(&format!("sid={sealed}")), "the worker remembers it");
         // Other spellings of the same cookie are read but not remembered.
         let before = OPENED.with(|o| o.borrow().values().map(HashMap::len).sum::<usize>());
         assert_eq!(read(format!("sid=\"{sealed}\"")), want);
