@@ -877,8 +877,9 @@ fn main() {
             }
             if let Some((t, fpid)) = &flo {
                 let before = cpu_ticks(*fpid);
-                let (_, _, ffirst, fe) = sse_load(t, n, events).await;
+                let (_, f99, ffirst, fe) = sse_load(t, n, events).await;
                 let f_cpu = (cpu_ticks(*fpid) - before) as f64 * 1e4 / n as f64;
+                row(format!("SSE per-event p99 ms, {n} streams, bare"), d99, n99, f99, false);
                 row(format!("SSE first event p50 ms, {n} streams, bare"), dfirst, nfirst, ffirst, false);
                 if n > 1 {
                     row(format!("SSE proxy CPU µs per stream, {n} streams, bare"), f64::NAN, n_cpu, f_cpu, false);
