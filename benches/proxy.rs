@@ -112,8 +112,8 @@ fn serve_upstream(listener: TcpListener) -> std::io::Result<()> {
     })
 }
 
-/// The upstream in its own process: the open-file cap is per process, and the load client
-/// and the upstream each hold one socket per stream.
+/// A process of this bench (the upstream, the floor forwarder): the open-file cap is per
+/// process, and the load client and the upstream each hold one socket per stream.
 struct Upstream {
     child: Child,
     port: u16,
@@ -129,20 +129,26 @@ impl Drop for Upstream {
 const UPSTREAM_ROLE: &str = "TASKFLOW_BENCH_UPSTREAM_PORT";
 
 fn start_upstream() -> Upstream {
+    start_role(UPSTREAM_ROLE, |port| port.to_string(), "the upstream")
+}
+
+/// This executable again in `role` (the env var set to `value(port)`), listening on a free
+/// port; returns once it accepts connections.
+fn start_role(role: &str, value: impl FnOnce(u16) -> String, what: &str) -> Upstream {
     let port = free_port();
     let child = Command::new(std::env::current_exe().expect("bench executable"))
-        .env(UPSTREAM_ROLE, port.to_string())
+        .env(role, value(port))
         .stdout(Stdio::null())
         .spawn()
-        .expect("start the upstream process");
-    let upstream = Upstream { child, port };
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let process = Upstream { child, port };
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return upstream;
+            return process;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("the upstream process did not start");
+    panic!("{what} did not start");
 }
 
 // ---------- the framework's floor ----------
@@ -233,20 +239,11 @@ fn serve_floor(listener: TcpListener, upstream: u16) -> std::io::Result<()> {
 }
 
 fn start_floor(upstream: u16) -> Upstream {
-    let port = free_port();
-    let child = Command::new(std::env::current_exe().expect("bench executable"))
-        .env(FLOOR_ROLE, format!("{port}:{upstream}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the floor forwarder");
-    let floor = Upstream { child, port };
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return floor;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("the floor forwarder did not start");
+    start_role(
+        FLOOR_ROLE,
+        |port| format!("{port}:{upstream}"),
+        "the floor forwarder",
+    )
 }
 
 // ---------- nginx, the reference ----------

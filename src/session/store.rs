@@ -36,18 +36,18 @@ pub struct SessionStore {
     counts: Arc<LoadCounts>,
     staged: Arc<std::sync::Mutex<HashMap<String, (std::time::Instant, SessionRecord)>>>,
     /// Sessions whose touch is being written by this process.
-    touching: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    touching: Arc<TouchSet>,
 }
 
+/// Key hashes of the sessions whose touch is in progress.
+type TouchSet = std::sync::Mutex<std::collections::HashSet<String>>;
+
 /// Marks a session's touch as in progress until dropped (written, failed or cancelled).
-struct Touching<'a>(&'a std::sync::Mutex<std::collections::HashSet<String>>, &'a str);
+struct Touching<'a>(&'a TouchSet, &'a str);
 
 impl<'a> Touching<'a> {
     /// `None` when a touch of that session is already in progress.
-    fn begin(
-        set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
-        key_hash: &'a str,
-    ) -> Option<Self> {
+    fn begin(set: &'a TouchSet, key_hash: &'a str) -> Option<Self> {
         let fresh = set
             .lock()
             .unwrap_or_else(|p| p.into_inner())
