@@ -49,14 +49,24 @@ const OPENED_MAX: usize = 4096;
 /// Longest cookie value remembered (ours are about 100 characters).
 const OPENED_VALUE_MAX: usize = 256;
 
-/// Whether `value` is written the one way our cookies are (base64, nothing to trim, quote
-/// or decode): only such values are remembered, so one cookie cannot fill the memory with
-/// spellings of itself (padded, quoted, percent-encoded) that all decrypt alike.
+/// Whether `value` is written the one way actix-session writes ours (base64, its `/` and
+/// `=` percent-encoded as `%2F` and `%3D`, nothing to trim or quote): only such values are
+/// remembered, so one cookie cannot fill the memory with spellings of itself (raw, padded,
+/// quoted, encoded otherwise) that all decrypt alike.
 fn canonical(value: &str) -> bool {
-    value.len() <= OPENED_VALUE_MAX
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
+    let b = value.as_bytes();
+    if b.len() > OPENED_VALUE_MAX {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            c if c.is_ascii_alphanumeric() || c == b'+' => i += 1,
+            b'%' if matches!(b.get(i + 1..i + 3), Some(b"2F" | b"3D")) => i += 3,
+            _ => return false,
+        }
+    }
+    true
 }
 
 thread_local! {
@@ -261,7 +271,11 @@ mod tests {
         let mut jar = CookieJar::new();
         jar.private_mut(keys.session_cookie_key())
             .add(Cookie::new("sid", session_key.clone()));
-        let sealed = jar.get("sid").expect("sealed").value().to_owned();
+        // As actix-session writes it in Set-Cookie (and the browser sends it back): encoded,
+        // so the base64 padding and any `/` arrive as `%3D` and `%2F`.
+        let wire = jar.get("sid").expect("sealed").encoded().to_string();
+        let sealed = wire.strip_prefix("sid=").expect("name").to_owned();
+        assert!(sealed.contains("%3D"), "the padding is encoded: {sealed}");
         let read = |header: String| {
             let req = TestRequest::default()
                 .insert_header(("cookie", header))
@@ -291,6 +305,13 @@ mod tests {
         let before = OPENED.with(|o| o.borrow().values().map(HashMap::len).sum::<usize>());
         assert_eq!(read(format!("sid=\"{sealed}\"")), want);
         assert_eq!(read(format!("sid=  {sealed}")), want);
+        let raw = jar.get("sid").expect("sealed").value().to_owned();
+        assert_eq!(
+            read(format!("sid={raw}")),
+            want,
+            "decoded, as a client may send it"
+        );
+        assert_eq!(read(format!("sid={}", sealed.replace("%3D", "%3d"))), want);
         let after = OPENED.with(|o| o.borrow().values().map(HashMap::len).sum::<usize>());
         assert_eq!(before, after, "spellings of one cookie take no memory");
         // A value opened (and remembered) under one key means nothing under another.
