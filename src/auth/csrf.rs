@@ -3,7 +3,13 @@
 //! a link or an `<img>` on any site must not make the BFF call the backend with the user's
 //! token. Unsafe methods also need the same origin positively shown and `X-CSRF: 1`.
 
-use actix_web::{http::Method, HttpRequest};
+use actix_web::{
+    http::{
+        header::{HeaderName, ORIGIN},
+        Method,
+    },
+    HttpRequest,
+};
 
 use crate::error::ApiError;
 
@@ -14,15 +20,19 @@ const SERVER_TO_SERVER: &[&str] = &["/api/auth/backchannel-logout"];
 /// marketing page, the provider redirecting back).
 const NAVIGATIONS: &[&str] = &["/api/auth/login", "/api/auth/callback"];
 
+// Made once: a name written as a string is parsed and checked on every lookup.
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+const X_CSRF: HeaderName = HeaderName::from_static("x-csrf");
+
 /// Checks an /api request.
 pub fn check(req: &HttpRequest, origin: &str) -> Result<(), ApiError> {
     let path = req.path();
     if SERVER_TO_SERVER.contains(&path) {
         return Ok(());
     }
-    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    let claimed_origin = header("origin");
-    let site = header("sec-fetch-site");
+    let header = |n: &HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
+    let claimed_origin = header(&ORIGIN);
+    let site = header(&SEC_FETCH_SITE);
     let foreign =
         matches!(site, Some("cross-site" | "same-site")) || claimed_origin.is_some_and(|o| o != origin);
     if foreign && !NAVIGATIONS.contains(&path) {
@@ -45,7 +55,7 @@ pub fn check(req: &HttpRequest, origin: &str) -> Result<(), ApiError> {
             "unsafe requests must come from this site".into(),
         ));
     }
-    if header("x-csrf") != Some("1") {
+    if header(&X_CSRF) != Some("1") {
         return Err(ApiError::Forbidden(
             "csrf_header_missing",
             "unsafe requests need the X-CSRF: 1 header".into(),

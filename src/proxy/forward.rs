@@ -3,7 +3,7 @@
 use std::{cell::Cell, rc::Rc, time::Duration};
 
 use super::{
-    headers::{downstream_response_headers, upstream_request_headers, Identity},
+    headers::{downstream_response_headers, upstream_request_headers, Identity, X_ACCEL_BUFFERING},
     routes::{RouteAuth, Upstream},
     stream::{LimitedBody, UpstreamBody},
     upstream_io::{take_last_read, Hold},
@@ -143,10 +143,7 @@ pub async fn forward(
             header::CACHE_CONTROL,
             header::HeaderValue::from_static("no-cache"),
         );
-        resp_headers.insert(
-            header::HeaderName::from_static("x-accel-buffering"),
-            header::HeaderValue::from_static("no"),
-        );
+        resp_headers.insert(X_ACCEL_BUFFERING, header::HeaderValue::from_static("no"));
     }
     // The headers are moved into the response, not copied again.
     let respond = move |mut out: HttpResponse| {

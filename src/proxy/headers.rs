@@ -66,6 +66,18 @@ const DROPPED_FROM_UPSTREAM: &[&str] = &[
     "refresh",
 ];
 
+/// Names the proxy sets, made once: a name written as a string is parsed and checked on
+/// every use.
+const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// Tells a buffering proxy in front of us (nginx) to pass an event stream on as it comes.
+pub(super) const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
 /// What proxied content may do when a browser renders it at our origin: nothing. An
 /// HTML or SVG answer from the backend opened in a tab runs no script and is framed nowhere.
 const PROXIED_CSP: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
@@ -128,29 +140,29 @@ pub fn upstream_request_headers(incoming: &HeaderMap, id: &Identity<'_>) -> Resu
     if let Some(v) = id.authorization {
         out.insert(actix_web::http::header::AUTHORIZATION, v.clone());
     }
-    let mut set = |name: &'static str, value: &str| {
+    let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
-            out.insert(HeaderName::from_static(name), v);
+            out.insert(name, v);
         }
     };
     if let Some(user) = id.user_id {
-        set("x-user-id", user);
+        set(X_USER_ID, user);
     }
     if let Some(ip) = &id.client_ip {
-        set("x-forwarded-for", ip);
+        set(X_FORWARDED_FOR, ip);
     }
-    set("x-forwarded-proto", id.proto);
-    set("x-forwarded-host", id.host);
+    set(X_FORWARDED_PROTO, id.proto);
+    set(X_FORWARDED_HOST, id.host);
     if let Some(p) = id.prefix.filter(|p| !p.is_empty()) {
-        set("x-forwarded-prefix", p);
+        set(X_FORWARDED_PREFIX, p);
     }
-    set("x-request-id", id.request_id);
+    set(X_REQUEST_ID, id.request_id);
     let trace = incoming
-        .get("traceparent")
+        .get(&TRACEPARENT)
         .filter(|v| v.to_str().is_ok_and(valid_traceparent))
         .cloned()
         .unwrap_or_else(new_traceparent);
-    out.insert(HeaderName::from_static("traceparent"), trace);
+    out.insert(TRACEPARENT, trace);
     Ok(out)
 }
 
@@ -165,7 +177,7 @@ fn check_context(name: &str, value: &HeaderValue, max: usize) -> Result<(), BadH
 }
 
 fn connection_tokens(h: &HeaderMap) -> Vec<String> {
-    h.get_all("connection")
+    h.get_all(actix_web::http::header::CONNECTION)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
@@ -192,7 +204,7 @@ pub fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
         out.append(name.clone(), value.clone());
     }
     out.insert(
-        HeaderName::from_static("content-security-policy"),
+        actix_web::http::header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PROXIED_CSP),
     );
     out
