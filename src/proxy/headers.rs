@@ -232,12 +232,12 @@ fn new_traceparent() -> HeaderValue {
     let mut rng = rand::thread_rng();
     let (trace, span) = (rng.gen::<u128>().max(1), rng.gen::<u64>().max(1));
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
-    let digits = (0..32)
-        .map(|i| (trace >> (124 - 4 * i)) as usize & 15)
-        .chain((0..16).map(|i| (span >> (60 - 4 * i)) as usize & 15));
-    let slots = (3..35).chain(36..52);
-    for (slot, d) in slots.zip(digits) {
-        out[slot] = HEX[d];
+    let bytes = trace.to_be_bytes().into_iter().chain(span.to_be_bytes());
+    // Two hex digits per byte, from offset 3; the span id after the dash at 35.
+    let at = (0..16).map(|i| 3 + 2 * i).chain((0..8).map(|i| 36 + 2 * i));
+    for (at, b) in at.zip(bytes) {
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 15)];
     }
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| {
         HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
@@ -332,6 +332,7 @@ mod tests {
         let out = upstream_request_headers(&map(&[("traceparent", "garbage")]), &id()).expect("ok");
         let made = out.get("traceparent").expect("tp").to_str().expect("ascii");
         assert!(valid_traceparent(made) && made != "garbage");
+        assert_ne!(new_traceparent(), new_traceparent(), "fresh ids each time");
     }
 
     #[test]
