@@ -2,7 +2,10 @@
 
 use std::{future::Future, sync::Arc};
 
-use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use actix_web::{
+    http::{header::HeaderValue, StatusCode},
+    HttpResponse, ResponseError,
+};
 use askama::Template;
 
 use crate::metrics::Metrics;
@@ -12,8 +15,8 @@ use crate::metrics::Metrics;
 /// middleware ([`ErrorContext::scope`]), so two apps in one process share nothing.
 #[derive(Clone)]
 pub struct ErrorContext {
-    /// The request id, repeated in every JSON error body.
-    pub request_id: String,
+    /// The request id, repeated in every JSON error body and sent upstream.
+    pub request_id: HeaderValue,
     /// Whether error pages show the demo banner.
     pub demo: bool,
     /// The app's metrics (store errors are counted where they are answered).
@@ -32,6 +35,11 @@ impl ErrorContext {
 
     fn with<T>(f: impl FnOnce(&ErrorContext) -> T) -> Option<T> {
         CONTEXT.try_with(f).ok()
+    }
+
+    /// The id of the request being served (made once per request, see `routing`).
+    pub fn request_id() -> Option<HeaderValue> {
+        Self::with(|c| c.request_id.clone())
     }
 }
 
@@ -165,7 +173,8 @@ pub fn is_api_path(path: &str) -> bool {
 
 /// The JSON error body of every [`ApiError`]: code, message and the request id.
 fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    let request_id = ErrorContext::with(|c| c.request_id.clone()).unwrap_or_default();
+    let request_id =
+        ErrorContext::with(|c| c.request_id.to_str().unwrap_or_default().to_owned()).unwrap_or_default();
     HttpResponse::build(status)
         .insert_header(("Cache-Control", "no-store"))
         .json(serde_json::json!({ "error": code, "message": message, "request_id": request_id }))

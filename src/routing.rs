@@ -155,6 +155,9 @@ async fn csrf_guard(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Security headers, the request's error context and its `X-Request-Id` on every response.
 pub async fn response_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -163,7 +166,8 @@ pub async fn response_headers(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     // Only owned values: holding a clone of the HttpRequest across the call breaks routing.
     let assets = dashboard::assets::asset_cache_control(req.path(), req.query_string());
-    let id = request_id(req.request());
+    // Made once; the error bodies and the proxy's upstream request share it.
+    let id = request_id(req.request()).unwrap_or_else(|| HeaderValue::from_static(""));
     let context = req.app_data::<web::Data<AppState>>().map(|s| ErrorContext {
         request_id: id.clone(),
         demo: s.demo_banner(),
@@ -175,9 +179,8 @@ pub async fn response_headers(
     };
     dashboard::headers::apply(&mut res, https, &csp);
     dashboard::assets::apply_cache_control(assets, &mut res);
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), v);
+    if !id.is_empty() {
+        res.headers_mut().insert(X_REQUEST_ID, id);
     }
     Ok(res)
 }

@@ -256,10 +256,19 @@ async fn build_state(
     };
     let routes = route_table(&settings, demo_backend.as_ref().map(|b| &b.url));
     let state = AppState {
-        public_host: match public_url.port() {
-            Some(p) => format!("{}:{p}", public_url.host_str().unwrap_or("localhost")),
-            None => public_url.host_str().unwrap_or("localhost").to_owned(),
+        forwarded_host: {
+            let host = public_url.host_str().unwrap_or("localhost");
+            let host = match public_url.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_owned(),
+            };
+            HeaderValue::from_str(&host).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
         },
+        forwarded_proto: HeaderValue::from_static(if public_url.scheme() == "https" {
+            "https"
+        } else {
+            "http"
+        }),
         origin,
         public_url,
         secure_cookies,

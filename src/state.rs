@@ -20,8 +20,10 @@ pub struct AppState {
     pub public_url: Url,
     /// `public_url` as an origin string (`https://app.example.com`), computed once.
     pub origin: String,
-    /// Host and port as browsers see them, for `X-Forwarded-Host`, computed once.
-    pub public_host: String,
+    /// Host and port as browsers see them, the `X-Forwarded-Host` sent upstream, made once.
+    pub forwarded_host: actix_web::http::header::HeaderValue,
+    /// `http` or `https` as browsers see us, the `X-Forwarded-Proto` sent upstream.
+    pub forwarded_proto: actix_web::http::header::HeaderValue,
     /// Whether cookies get `Secure` and the `__Host-` prefix (https public URL).
     pub secure_cookies: bool,
     /// Name of the session cookie.

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     auth::{extractor::CurrentSession, upstream_identity::upstream_identity},
-    error::ApiError,
+    error::{ApiError, ErrorContext},
     state::AppState,
     telemetry::request_id,
 };
@@ -223,15 +223,15 @@ pub(super) async fn prepare(
         RouteAuth::Anonymous => None,
         RouteAuth::Required => Some(upstream_identity(req, state, &client.0, session).await?),
     };
-    let rid = request_id(req);
+    let rid = ErrorContext::request_id().or_else(|| request_id(req));
     let id = Identity {
         authorization: who.as_ref().map(|w| &w.authorization),
         user_id: who.as_ref().map(|w| w.sub.as_str()),
         client_ip: state.client_ip(req),
-        proto: state.public_url.scheme(),
-        host: &state.public_host,
-        prefix: upstream.forwarded_prefix.as_deref(),
-        request_id: &rid,
+        proto: &state.forwarded_proto,
+        host: &state.forwarded_host,
+        prefix: upstream.forwarded_prefix_header(),
+        request_id: rid.as_ref(),
     };
     let headers =
         upstream_request_headers(headers, &id).map_err(|e| ApiError::BadRequest("bad_header", e.0))?;

@@ -95,13 +95,13 @@ pub struct Identity<'a> {
     /// The browser's address.
     pub client_ip: Option<String>,
     /// `http` or `https`, as the browser sees us.
-    pub proto: &'a str,
+    pub proto: &'a HeaderValue,
     /// Host (and port) as the browser sees us.
-    pub host: &'a str,
-    /// `X-Forwarded-Prefix` (public path = prefix + upstream path); `None` or empty: not sent.
-    pub prefix: Option<&'a str>,
+    pub host: &'a HeaderValue,
+    /// `X-Forwarded-Prefix` (public path = prefix + upstream path); `None`: not sent.
+    pub prefix: Option<&'a HeaderValue>,
     /// This request's id.
-    pub request_id: &'a str,
+    pub request_id: Option<&'a HeaderValue>,
 }
 
 /// No control characters. Bytes above 0x7f stay allowed: browsers send page titles in UTF-8.
@@ -151,12 +151,15 @@ pub fn upstream_request_headers(incoming: &HeaderMap, id: &Identity<'_>) -> Resu
     if let Some(ip) = &id.client_ip {
         set(X_FORWARDED_FOR, ip);
     }
-    set(X_FORWARDED_PROTO, id.proto);
-    set(X_FORWARDED_HOST, id.host);
-    if let Some(p) = id.prefix.filter(|p| !p.is_empty()) {
-        set(X_FORWARDED_PREFIX, p);
+    // Made once (per process, route or request) and shared, not copied.
+    out.insert(X_FORWARDED_PROTO, id.proto.clone());
+    out.insert(X_FORWARDED_HOST, id.host.clone());
+    if let Some(p) = id.prefix {
+        out.insert(X_FORWARDED_PREFIX, p.clone());
     }
-    set(X_REQUEST_ID, id.request_id);
+    if let Some(r) = id.request_id {
+        out.insert(X_REQUEST_ID, r.clone());
+    }
     let trace = incoming
         .get(&TRACEPARENT)
         .filter(|v| v.to_str().is_ok_and(valid_traceparent))
@@ -260,16 +263,20 @@ mod tests {
     }
 
     static BEARER: HeaderValue = HeaderValue::from_static("Bearer tok");
+    static HTTPS: HeaderValue = HeaderValue::from_static("https");
+    static HOST: HeaderValue = HeaderValue::from_static("app.example.com");
+    static PREFIX: HeaderValue = HeaderValue::from_static("/api");
+    static REQUEST: HeaderValue = HeaderValue::from_static("req-1");
 
     fn id() -> Identity<'static> {
         Identity {
             authorization: Some(&BEARER),
             user_id: Some("usr_1"),
             client_ip: Some("127.0.0.9".into()),
-            proto: "https",
-            host: "app.example.com",
-            prefix: Some("/api"),
-            request_id: "req-1",
+            proto: &HTTPS,
+            host: &HOST,
+            prefix: Some(&PREFIX),
+            request_id: Some(&REQUEST),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::{borrow::Cow, collections::HashMap};
 
-use actix_web::http::Uri;
+use actix_web::http::{header::HeaderValue, Uri};
 use percent_encoding::percent_decode_str;
 use url::Url;
 
@@ -35,21 +35,33 @@ pub struct Upstream {
     pub forwarded_prefix: Option<String>,
     /// The target of an empty tail and query (a ChatKit call's): built once.
     root: Option<Uri>,
+    /// `forwarded_prefix` as the header sent (none when empty), built once.
+    prefix_header: Option<HeaderValue>,
 }
 
 impl Upstream {
     /// A route mounted at `prefix` on our side that forwards to `base`.
     pub fn new(prefix: String, base: Url, auth: RouteAuth) -> Self {
         let forwarded_prefix = forwarded_prefix(&prefix, base.path());
+        let prefix_header = forwarded_prefix
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| HeaderValue::from_str(p).ok());
         let mut up = Self {
             prefix,
             base,
             auth,
             forwarded_prefix,
             root: None,
+            prefix_header,
         };
         up.root = up.build("", "");
         up
+    }
+
+    /// The `X-Forwarded-Prefix` to send, if any.
+    pub fn forwarded_prefix_header(&self) -> Option<&HeaderValue> {
+        self.prefix_header.as_ref()
     }
 
     /// The upstream URL for `tail` (the raw, still percent-encoded path after the prefix)
