@@ -5,7 +5,7 @@
 use actix_web::{
     body::{EitherBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    http::header::HeaderValue,
     middleware::{from_fn, Next},
     web, Error, ResponseError,
 };
@@ -155,8 +155,6 @@ async fn csrf_guard(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 /// Security headers, the request's error context and its `X-Request-Id` on every response.
 pub async fn response_headers(
     req: ServiceRequest,
@@ -180,7 +178,7 @@ pub async fn response_headers(
     dashboard::headers::apply(&mut res, https, &csp);
     dashboard::assets::apply_cache_control(assets, &mut res);
     if !id.is_empty() {
-        res.headers_mut().insert(X_REQUEST_ID, id);
+        res.headers_mut().insert(proxy::headers::X_REQUEST_ID, id);
     }
     Ok(res)
 }

@@ -62,7 +62,10 @@ impl RootSpanBuilder for RequestSpan {
         // Written only when the span is on (logs at info or finer).
         if !span.is_disabled() {
             if let Some(id) = request_id(req.request()) {
-                span.record("request_id", id.to_str().unwrap_or_default());
+                span.record(
+                    "request_id",
+                    tracing::field::display(id.to_str().unwrap_or_default()),
+                );
             }
         }
         span
