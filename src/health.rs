@@ -1,11 +1,6 @@
 //! Liveness and readiness probes, and the metrics endpoint.
 
-use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    middleware::Next,
-    web, HttpResponse,
-};
+use actix_web::{dev::ServiceResponse, web, HttpResponse};
 
 use crate::{metrics::counter, state::AppState};
 
@@ -16,12 +11,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
-/// Counts every request by its route pattern (not its path: ids would explode the labels).
-pub async fn count_requests(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let res = next.call(req).await?;
+/// Counts a request by its route pattern (not its path: ids would explode the labels).
+pub fn count_request<B>(res: &ServiceResponse<B>) {
     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
         let route = res
             .request()
@@ -29,7 +20,6 @@ pub async fn count_requests(
             .unwrap_or_else(|| "unmatched".into());
         state.metrics.count_request(route, res.status().as_u16());
     }
-    Ok(res)
 }
 
 /// `GET /metrics`: the app's counters and the session cache's.

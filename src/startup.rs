@@ -57,14 +57,18 @@ impl Application {
             let s = &app_state.settings;
             let (secure, csp, body_timeout) = (app_state.secure_cookies, csp.clone(), s.server.body_timeout);
             App::new()
+                // One layer for what every request gets (each layer is a boxed future per
+                // request): its body's deadline, the response headers and error context, the
+                // request counter.
                 .wrap(from_fn(move |mut req: ServiceRequest, next: Next<_>| {
                     limits::body_deadline(&mut req, body_timeout);
-                    next.call(req)
+                    let csp = csp.clone();
+                    async move {
+                        let res = response_headers(req, next, secure, csp).await?;
+                        health::count_request(&res);
+                        Ok::<_, actix_web::Error>(res)
+                    }
                 }))
-                .wrap(from_fn(move |req, next| {
-                    response_headers(req, next, secure, csp.clone())
-                }))
-                .wrap(from_fn(health::count_requests))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(app_state.clone())
                 .app_data(web::Data::new(provider_client(s)))
