@@ -116,6 +116,8 @@ async fn browser_credentials_never_arrive_and_identity_comes_from_the_session() 
     assert_eq!(h["x-project-id"], "p-1");
     assert_eq!(h["chatkit-frame-id"], "frame-7");
     assert_eq!(h["x-request-id"].as_str().map(str::len), Some(36));
+    // One id end to end: the backend's logs and ours name the request alike.
+    assert_eq!(h["x-request-id"].as_str(), r.header("x-request-id").as_deref());
     // Upstream cookies are not set on our origin; other headers pass.
     assert!(r.set_cookie("upstream_session").is_none());
     assert_eq!(r.header("x-upstream").as_deref(), Some("yes"));
