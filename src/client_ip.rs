@@ -2,10 +2,37 @@
 //! (`TRUSTED_PROXIES`), the nearest untrusted address in its `X-Forwarded-For`. A header sent
 //! by anyone else is ignored, so a browser cannot choose the address we log and forward.
 
-use std::net::IpAddr;
+use std::{any::Any, net::IpAddr};
 
-use actix_web::HttpRequest;
+use actix_web::{dev::Extensions, http::header::HeaderValue, rt::net::TcpStream, HttpRequest};
 use ipnet::IpNet;
+
+/// The peer's address as a header value, written when its connection opens: a browser
+/// sends many requests on one connection, and the proxy forwards the address with each.
+struct PeerHeader(HeaderValue);
+
+/// Notes the peer's address of a new connection (for `HttpServer::on_connect`).
+pub fn on_connect(conn: &dyn Any, data: &mut Extensions) {
+    let peer = conn.downcast_ref::<TcpStream>().and_then(|s| s.peer_addr().ok());
+    if let Some(v) = peer.and_then(|a| header_value(a.ip())) {
+        data.insert(PeerHeader(v));
+    }
+}
+
+/// [`client_ip`] as an `X-Forwarded-For` value.
+pub fn client_ip_header(req: &HttpRequest, trusted: &[IpNet]) -> Option<HeaderValue> {
+    let direct = req
+        .peer_addr()
+        .is_some_and(|p| !trusted.iter().any(|net| net.contains(&p.ip())));
+    match req.conn_data::<PeerHeader>() {
+        Some(PeerHeader(v)) if direct => Some(v.clone()),
+        _ => client_ip(req, trusted).and_then(header_value),
+    }
+}
+
+fn header_value(ip: IpAddr) -> Option<HeaderValue> {
+    HeaderValue::from_str(&ip.to_string()).ok()
+}
 
 /// The client address of `req` given the trusted proxy ranges.
 pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
@@ -43,9 +70,14 @@ mod tests {
     }
 
     fn ip(req: TestRequest, trusted: &[&str]) -> String {
-        client_ip(&req.to_http_request(), &nets(trusted))
+        let (req, trusted) = (req.to_http_request(), nets(trusted));
+        let text = client_ip(&req, &trusted)
             .map(|a| a.to_string())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // The header the proxy forwards says the same.
+        let header = client_ip_header(&req, &trusted);
+        assert_eq!(header.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""), text);
+        text
     }
 
     fn from(peer: &str, xff: &[&str]) -> TestRequest {

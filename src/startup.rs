@@ -90,6 +90,7 @@ impl Application {
         // Nagle's algorithm off, as nginx does: an event written while the previous one is
         // unacknowledged would otherwise wait for the browser's delayed ACK (up to 40 ms).
         .tcp_nodelay(true)
+        .on_connect(crate::client_ip::on_connect)
         // On SIGTERM/SIGINT: stop accepting, let requests and streams finish for the grace period.
         .shutdown_timeout(state.settings.server.shutdown_grace.as_secs())
         .listen(listener)?

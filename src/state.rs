@@ -63,4 +63,12 @@ impl AppState {
     pub fn client_ip(&self, req: &actix_web::HttpRequest) -> Option<String> {
         crate::client_ip::client_ip(req, &self.settings.server.trusted_proxies).map(|ip| ip.to_string())
     }
+
+    /// [`AppState::client_ip`] as a header value (made once per connection when it can be).
+    pub fn client_ip_header(
+        &self,
+        req: &actix_web::HttpRequest,
+    ) -> Option<actix_web::http::header::HeaderValue> {
+        crate::client_ip::client_ip_header(req, &self.settings.server.trusted_proxies)
+    }
 }

@@ -338,6 +338,7 @@ fn new_session(req: &HttpRequest, state: &AppState, s: SignedIn) -> SessionRecor
             issued_at: now,
             bearer: Default::default(),
         },
+        user_id_header: Default::default(),
     }
 }
 

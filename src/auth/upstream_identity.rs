@@ -13,8 +13,8 @@ use crate::{clock::now, error::ApiError, state::AppState};
 pub struct UpstreamIdentity {
     /// `Authorization: Bearer <token>`.
     pub authorization: HeaderValue,
-    /// The subject, sent as `X-User-ID`.
-    pub sub: String,
+    /// The subject, sent as `X-User-ID` (`None`: a subject no header can carry).
+    pub user_id: Option<HeaderValue>,
     /// The session's key hash (none on the legacy path): open streams re-check it.
     pub key_hash: Option<String>,
 }
@@ -32,7 +32,7 @@ pub async fn upstream_identity(
             authorization(&tokens, state.settings.tokens.forward_token).ok_or(ApiError::SessionExpired)?;
         return Ok(UpstreamIdentity {
             authorization,
-            sub: s.record.sub.clone(),
+            user_id: s.record.user_id_header(),
             key_hash: Some(s.key_hash),
         });
     }
@@ -41,7 +41,7 @@ pub async fn upstream_identity(
         .ok_or(ApiError::NotAuthenticated)?;
     Ok(UpstreamIdentity {
         authorization: bearer(&token).ok_or(ApiError::NotAuthenticated)?,
-        sub,
+        user_id: HeaderValue::from_str(&sub).ok(),
         key_hash: None,
     })
 }

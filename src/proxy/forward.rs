@@ -226,8 +226,8 @@ pub(super) async fn prepare(
     let rid = ErrorContext::request_id().or_else(|| request_id(req));
     let id = Identity {
         authorization: who.as_ref().map(|w| &w.authorization),
-        user_id: who.as_ref().map(|w| w.sub.as_str()),
-        client_ip: state.client_ip(req),
+        user_id: who.as_ref().and_then(|w| w.user_id.as_ref()),
+        client_ip: state.client_ip_header(req),
         proto: &state.forwarded_proto,
         host: &state.forwarded_host,
         prefix: upstream.forwarded_prefix_header(),

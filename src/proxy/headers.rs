@@ -3,68 +3,85 @@
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
-/// Browser headers forwarded as they are (besides the context headers below).
-/// `Content-Length` is not among them: the forwarded body carries its own size.
-const PASS_THROUGH: &[&str] = &[
-    "accept",
-    "accept-language",
-    "content-type",
-    "content-encoding",
-    "if-match",
-    "if-none-match",
-    "if-modified-since",
-    "if-unmodified-since",
-    "range",
-    "user-agent",
-    "last-event-id",
-];
+/// What the allow-list does with a browser header.
+enum Inbound {
+    /// Forwarded as it is.
+    Pass,
+    /// A context header the dashboard sets: forwarded if visible and at most this long.
+    Context(usize),
+    /// A `chatkit-*` header: forwarded within [`CHATKIT_MAX_LEN`] and [`CHATKIT_MAX_COUNT`].
+    Chatkit,
+    /// Everything else (cookies, credentials, hop-by-hop, forwarding headers): dropped.
+    Drop,
+}
 
-/// Context headers the dashboard sets, with their length limits.
-const CONTEXT: &[(&str, usize)] = &[("x-page-url", 2048), ("x-page-title", 512), ("x-project-id", 128)];
+/// The allow-list towards the upstream. A `match` rather than lists searched in turn: it
+/// runs for every header of every proxied request. `Content-Length` is not passed: the
+/// forwarded body carries its own size.
+fn inbound(name: &str) -> Inbound {
+    match name {
+        "accept"
+        | "accept-language"
+        | "content-type"
+        | "content-encoding"
+        | "if-match"
+        | "if-none-match"
+        | "if-modified-since"
+        | "if-unmodified-since"
+        | "range"
+        | "user-agent"
+        | "last-event-id" => Inbound::Pass,
+        "x-page-url" => Inbound::Context(2048),
+        "x-page-title" => Inbound::Context(512),
+        "x-project-id" => Inbound::Context(128),
+        n if n.starts_with("chatkit-") => Inbound::Chatkit,
+        _ => Inbound::Drop,
+    }
+}
 
 /// Limits for `chatkit-*` headers: value length and how many.
 const CHATKIT_MAX_LEN: usize = 1024;
 const CHATKIT_MAX_COUNT: usize = 16;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// Upstream response headers that never reach the browser: the BFF's own security headers
-/// (it sets them itself, and an upstream must not weaken them), credentials, cross-origin
-/// grants, and headers that act on the whole origin.
-const DROPPED_FROM_UPSTREAM: &[&str] = &[
-    "set-cookie",
-    "set-cookie2",
-    "content-length",
-    "content-security-policy",
-    "content-security-policy-report-only",
-    "x-frame-options",
-    "x-content-type-options",
-    "referrer-policy",
-    "strict-transport-security",
-    "clear-site-data",
-    "alt-svc",
-    "x-request-id",
-    // Reporting and client hints apply to the whole origin (NEL would report every later
-    // URL of ours, sign-in callbacks included, to whoever the upstream names).
-    "nel",
-    "report-to",
-    "reporting-endpoints",
-    "accept-ch",
-    "critical-ch",
-    "service-worker-allowed",
-    "refresh",
-];
+/// Upstream response headers that never reach the browser: hop-by-hop ones (RFC 9110
+/// §7.6.1, never forwarded either way), the BFF's own security headers (it sets them
+/// itself, and an upstream must not weaken them), credentials, cross-origin grants, and
+/// headers that act on the whole origin. `Content-Length` too: the body carries its own.
+fn dropped_from_upstream(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "set-cookie"
+            | "set-cookie2"
+            | "content-length"
+            | "content-security-policy"
+            | "content-security-policy-report-only"
+            | "x-frame-options"
+            | "x-content-type-options"
+            | "referrer-policy"
+            | "strict-transport-security"
+            | "clear-site-data"
+            | "alt-svc"
+            | "x-request-id"
+            // Reporting and client hints apply to the whole origin (NEL would report every
+            // later URL of ours, sign-in callbacks included, to whoever the upstream names).
+            | "nel"
+            | "report-to"
+            | "reporting-endpoints"
+            | "accept-ch"
+            | "critical-ch"
+            | "service-worker-allowed"
+            | "refresh"
+    ) || name.starts_with("access-control-")
+}
 
 /// Names the proxy sets, made once: a name written as a string is parsed and checked on
 /// every use.
@@ -92,9 +109,9 @@ pub struct Identity<'a> {
     /// `Authorization: Bearer …`, if the route forwards a token.
     pub authorization: Option<&'a HeaderValue>,
     /// The session's subject, sent as `X-User-ID`.
-    pub user_id: Option<&'a str>,
-    /// The browser's address.
-    pub client_ip: Option<String>,
+    pub user_id: Option<&'a HeaderValue>,
+    /// The browser's address, sent as `X-Forwarded-For`.
+    pub client_ip: Option<HeaderValue>,
     /// `http` or `https`, as the browser sees us.
     pub proto: &'a HeaderValue,
     /// Host (and port) as the browser sees us.
@@ -124,35 +141,33 @@ pub fn upstream_request_headers(incoming: &HeaderMap, id: &Identity<'_>) -> Resu
         if named_by_connection.iter().any(|t| t == n) {
             continue;
         }
-        if PASS_THROUGH.contains(&n) {
-            out.append(name.clone(), value.clone());
-        } else if let Some((_, max)) = CONTEXT.iter().find(|(c, _)| *c == n) {
-            check_context(n, value, *max)?;
-            out.insert(name.clone(), value.clone());
-        } else if n.starts_with("chatkit-") {
-            chatkit += 1;
-            if chatkit > CHATKIT_MAX_COUNT {
-                return Err(BadHeader("too many chatkit-* headers".into()));
+        match inbound(n) {
+            Inbound::Pass => out.append(name.clone(), value.clone()),
+            Inbound::Context(max) => {
+                check_context(n, value, max)?;
+                out.insert(name.clone(), value.clone());
             }
-            check_context(n, value, CHATKIT_MAX_LEN)?;
-            out.insert(name.clone(), value.clone());
+            Inbound::Chatkit => {
+                chatkit += 1;
+                if chatkit > CHATKIT_MAX_COUNT {
+                    return Err(BadHeader("too many chatkit-* headers".into()));
+                }
+                check_context(n, value, CHATKIT_MAX_LEN)?;
+                out.insert(name.clone(), value.clone());
+            }
+            Inbound::Drop => {}
         }
     }
     if let Some(v) = id.authorization {
         out.insert(actix_web::http::header::AUTHORIZATION, v.clone());
     }
-    let mut set = |name: HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            out.insert(name, v);
-        }
-    };
+    // Made once (per process, connection, session or request) and shared, not copied.
     if let Some(user) = id.user_id {
-        set(X_USER_ID, user);
+        out.insert(X_USER_ID, user.clone());
     }
     if let Some(ip) = &id.client_ip {
-        set(X_FORWARDED_FOR, ip);
+        out.insert(X_FORWARDED_FOR, ip.clone());
     }
-    // Made once (per process, route or request) and shared, not copied.
     out.insert(X_FORWARDED_PROTO, id.proto.clone());
     out.insert(X_FORWARDED_HOST, id.host.clone());
     if let Some(p) = id.prefix {
@@ -189,8 +204,8 @@ fn connection_tokens(h: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// Copies upstream response headers minus hop-by-hop, CORS and [`DROPPED_FROM_UPSTREAM`]
-/// (`Content-Length` too: the body carries its own length), and sets the proxied CSP.
+/// Copies upstream response headers minus those [`dropped_from_upstream`] and those the
+/// `Connection` header names, and sets the proxied CSP.
 pub fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let named = connection_tokens(upstream);
     // Room for the security headers and the request id added on the way out, so the map
@@ -198,11 +213,7 @@ pub fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.len() + 6);
     for (name, value) in upstream.iter() {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
-            || DROPPED_FROM_UPSTREAM.contains(&n)
-            || n.starts_with("access-control-")
-            || named.iter().any(|t| t == n)
-        {
+        if dropped_from_upstream(n) || named.iter().any(|t| t == n) {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -268,12 +279,13 @@ mod tests {
     static HOST: HeaderValue = HeaderValue::from_static("app.example.com");
     static PREFIX: HeaderValue = HeaderValue::from_static("/api");
     static REQUEST: HeaderValue = HeaderValue::from_static("req-1");
+    static USER: HeaderValue = HeaderValue::from_static("usr_1");
 
     fn id() -> Identity<'static> {
         Identity {
             authorization: Some(&BEARER),
-            user_id: Some("usr_1"),
-            client_ip: Some("127.0.0.9".into()),
+            user_id: Some(&USER),
+            client_ip: Some(HeaderValue::from_static("127.0.0.9")),
             proto: &HTTPS,
             host: &HOST,
             prefix: Some(&PREFIX),
@@ -341,6 +353,84 @@ mod tests {
         let made = out.get("traceparent").expect("tp").to_str().expect("ascii");
         assert!(valid_traceparent(made) && made != "garbage");
         assert_ne!(new_traceparent(), new_traceparent(), "fresh ids each time");
+    }
+
+    #[test]
+    fn every_allowed_browser_header_passes_and_hop_by_hop_ones_do_not() {
+        let passed = [
+            "accept",
+            "accept-language",
+            "content-type",
+            "content-encoding",
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+            "range",
+            "user-agent",
+            "last-event-id",
+        ];
+        let dropped = [
+            "te",
+            "trailer",
+            "upgrade",
+            "keep-alive",
+            "proxy-authorization",
+            "content-length",
+            "x-real-ip",
+        ];
+        let pairs: Vec<(&str, &str)> = passed.iter().chain(&dropped).map(|n| (*n, "1")).collect();
+        let out = upstream_request_headers(&map(&pairs), &id()).expect("ok");
+        for n in passed {
+            assert_eq!(out.get(n).expect(n), "1");
+        }
+        for n in dropped {
+            assert!(out.get(n).is_none(), "{n}");
+        }
+    }
+
+    #[test]
+    fn every_origin_wide_or_hop_by_hop_response_header_is_dropped() {
+        let names = [
+            "connection",
+            "keep-alive",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "set-cookie",
+            "set-cookie2",
+            "content-length",
+            "content-security-policy-report-only",
+            "x-frame-options",
+            "x-content-type-options",
+            "referrer-policy",
+            "strict-transport-security",
+            "clear-site-data",
+            "alt-svc",
+            "x-request-id",
+            "nel",
+            "report-to",
+            "reporting-endpoints",
+            "accept-ch",
+            "critical-ch",
+            "service-worker-allowed",
+            "refresh",
+            "access-control-max-age",
+        ];
+        let pairs: Vec<(&str, &str)> = names
+            .iter()
+            .map(|n| (*n, "1"))
+            .chain([("etag", "\"v1\"")])
+            .collect();
+        let out = downstream_response_headers(&map(&pairs));
+        for n in names {
+            assert!(out.get(n).is_none(), "{n}");
+        }
+        assert_eq!(out.get("etag").expect("etag"), "\"v1\"");
     }
 
     #[test]

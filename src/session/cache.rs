@@ -268,6 +268,7 @@ mod tests {
                 issued_at: 0,
                 bearer: Default::default(),
             },
+            user_id_header: Default::default(),
         })
     }
 

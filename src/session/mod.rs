@@ -62,6 +62,9 @@ pub struct SessionRecord {
     pub meta: SessionMeta,
     /// The session's tokens.
     pub tokens: Tokens,
+    /// `X-User-ID` for the subject, built on first use: a cached session serves many
+    /// proxied requests.
+    pub user_id_header: OnceLock<Option<HeaderValue>>,
 }
 
 impl std::ops::Deref for SessionRecord {
@@ -79,6 +82,13 @@ impl SessionRecord {
             .as_deref()
             .or(self.email.as_deref())
             .unwrap_or(&self.sub)
+    }
+
+    /// The subject as an `X-User-ID` value; `None` for one no header can carry.
+    pub fn user_id_header(&self) -> Option<HeaderValue> {
+        self.user_id_header
+            .get_or_init(|| HeaderValue::from_str(&self.sub).ok())
+            .clone()
     }
 
     /// Whether the session is still valid at `now`.
