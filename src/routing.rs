@@ -22,6 +22,20 @@ use crate::{
 /// session cookie itself (it never changes session state, and the session layer's state map
 /// was a fifth of its cost per request); everything else sits behind the session middleware.
 pub fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttle: &limits::SignInThrottle) {
+    // The proxy first: the router tries services in order and its routes carry most of the
+    // traffic (their prefixes overlap no other route's); in any case before the session
+    // scope, which would otherwise take every path.
+    cfg.service(
+        web::scope("/api/chatkit")
+            .wrap(from_fn(csrf_guard))
+            .configure(proxy::chatkit_routes),
+    )
+    .service(
+        web::scope("/api/remote")
+            .wrap(from_fn(csrf_guard))
+            .configure(proxy::remote_routes)
+            .default_service(web::to(no_such_api_route)),
+    );
     cfg.configure(health::configure)
         // Browsers ask for it at the root whatever the page says.
         .route(
@@ -45,18 +59,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>, throttl
         state.settings.session.absolute.as_secs() as i64,
     );
     let throttle = throttle.clone();
-    // Before the session scope, which would otherwise take every path.
-    cfg.service(
-        web::scope("/api/chatkit")
-            .wrap(from_fn(csrf_guard))
-            .configure(proxy::chatkit_routes),
-    )
-    .service(
-        web::scope("/api/remote")
-            .wrap(from_fn(csrf_guard))
-            .configure(proxy::remote_routes)
-            .default_service(web::to(no_such_api_route)),
-    );
     cfg.service(
         web::scope("")
             .wrap(sessions)

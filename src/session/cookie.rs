@@ -70,11 +70,12 @@ fn canonical(value: &str) -> bool {
 }
 
 thread_local! {
-    /// Session-cookie values this worker has opened, by key id: sealed value → key hash.
+    /// Session-cookie values this worker has opened: sealed value → (key id, key hash).
     /// Opening is a base64 decode, an AES-GCM decryption and a SHA-256, and a browser sends
-    /// the same value with every request. Only values that authenticated under that key
-    /// are here; whether the session still exists is the store's answer, asked every time.
-    static OPENED: RefCell<HashMap<u64, HashMap<String, String>>> = RefCell::default();
+    /// the same value with every request. Only canonical values that authenticated under
+    /// that key are here, so a lookup needs no check of its own; whether the session still
+    /// exists is the store's answer, asked every time.
+    static OPENED: RefCell<HashMap<String, (u64, String)>> = RefCell::default();
 }
 
 /// The key hash named by the request's session cookie, read without the session layer:
@@ -93,9 +94,14 @@ pub fn key_hash_from_cookie(req: &actix_web::HttpRequest, name: &str, keys: &Key
         .map(str::trim)
         .find(|p| p.strip_prefix(name).is_some_and(|rest| rest.starts_with('=')))?;
     let id = keys.session_cookie_id();
-    let remembered = canonical(&pair[name.len() + 1..]);
-    if remembered {
-        let known = OPENED.with(|o| o.borrow().get(&id).and_then(|m| m.get(pair)).cloned());
+    let value = &pair[name.len() + 1..];
+    if value.len() <= OPENED_VALUE_MAX {
+        let known = OPENED.with(|o| {
+            o.borrow()
+                .get(pair)
+                .filter(|(opened_by, _)| *opened_by == id)
+                .map(|(_, hash)| hash.clone())
+        });
         if known.is_some() {
             return known;
         }
@@ -105,17 +111,15 @@ pub fn key_hash_from_cookie(req: &actix_web::HttpRequest, name: &str, keys: &Key
         .private(keys.session_cookie_key())
         .decrypt(found)?;
     let hash = well_formed_key(plain.value()).then(|| sha256_hex(plain.value()))?;
-    if !remembered {
-        return Some(hash);
+    if canonical(value) {
+        OPENED.with(|o| {
+            let mut opened = o.borrow_mut();
+            if opened.len() >= OPENED_MAX {
+                opened.clear();
+            }
+            opened.insert(pair.to_owned(), (id, hash.clone()));
+        });
     }
-    OPENED.with(|o| {
-        let mut o = o.borrow_mut();
-        let opened = o.entry(id).or_default();
-        if opened.len() >= OPENED_MAX {
-            opened.clear();
-        }
-        opened.insert(pair.to_owned(), hash.clone());
-    });
     Some(hash)
 }
 
@@ -296,13 +300,13 @@ mod tests {
         let remembered = |v: &str| {
             OPENED.with(|o| {
                 o.borrow()
-                    .get(&keys.session_cookie_id())
-                    .is_some_and(|m| m.contains_key(v))
+                    .get(v)
+                    .is_some_and(|(id, _)| *id == keys.session_cookie_id())
             })
         };
         assert!(remembered(&format!("sid={sealed}")), "the worker remembers it");
         // Other spellings of the same cookie are read but not remembered.
-        let before = OPENED.with(|o| o.borrow().values().map(HashMap::len).sum::<usize>());
+        let before = OPENED.with(|o| o.borrow().len());
         assert_eq!(read(format!("sid=\"{sealed}\"")), want);
         assert_eq!(read(format!("sid=  {sealed}")), want);
         let raw = jar.get("sid").expect("sealed").value().to_owned();
@@ -312,7 +316,7 @@ mod tests {
             "decoded, as a client may send it"
         );
         assert_eq!(read(format!("sid={}", sealed.replace("%3D", "%3d"))), want);
-        let after = OPENED.with(|o| o.borrow().values().map(HashMap::len).sum::<usize>());
+        let after = OPENED.with(|o| o.borrow().len());
         assert_eq!(before, after, "spellings of one cookie take no memory");
         // A value opened (and remembered) under one key means nothing under another.
         let other = Keys::derive(&random_token().into());
