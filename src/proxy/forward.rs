@@ -3,7 +3,7 @@
 use std::{cell::Cell, rc::Rc, time::Duration};
 
 use super::{
-    headers::{downstream_response_headers, upstream_request_headers, Identity, X_ACCEL_BUFFERING},
+    headers::{copy_response_headers, upstream_request_headers, Identity, X_ACCEL_BUFFERING},
     routes::{RouteAuth, Upstream},
     stream::{LimitedBody, UpstreamBody},
     upstream_io::{take_last_read, Hold},
@@ -15,7 +15,7 @@ use crate::{
     telemetry::request_id,
 };
 use actix_web::{
-    body::SizedStream,
+    body::{BodyStream, SizedStream},
     http::{header, Method, StatusCode},
     web, HttpRequest, HttpResponse,
 };
@@ -133,7 +133,9 @@ pub async fn forward(
 
     state.metrics.observe_upstream(asked.elapsed());
     let status = res.status();
-    let mut resp_headers = downstream_response_headers(res.headers());
+    let mut out = HttpResponse::new(status);
+    let resp_headers = out.headers_mut();
+    copy_response_headers(res.headers(), resp_headers);
     let sse = resp_headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -145,14 +147,9 @@ pub async fn forward(
         );
         resp_headers.insert(X_ACCEL_BUFFERING, header::HeaderValue::from_static("no"));
     }
-    // The headers are moved into the response, not copied again.
-    let respond = move |mut out: HttpResponse| {
-        *out.headers_mut() = resp_headers;
-        out
-    };
     if req.method() == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
     {
-        return Ok(respond(HttpResponse::new(status)));
+        return Ok(out);
     }
     let answer = Framing::of(res.headers());
     let heartbeat = if sse {
@@ -182,11 +179,10 @@ pub async fn forward(
             metrics.open_streams.fetch_sub(1, Relaxed);
         });
     }
-    let mut out = HttpResponse::build(status);
-    Ok(respond(match answer.length {
-        Some(n) if !sse => out.body(SizedStream::new(n, body)),
-        _ => out.streaming(body),
-    }))
+    Ok(match answer.length {
+        Some(n) if !sse => out.set_body(SizedStream::new(n, body)).map_into_boxed_body(),
+        _ => out.set_body(BodyStream::new(body)).map_into_boxed_body(),
+    })
 }
 
 /// The upstream request for `method` `tail?query` on `upstream`: URL checked, identity

@@ -204,13 +204,11 @@ fn connection_tokens(h: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// Copies upstream response headers minus those [`dropped_from_upstream`] and those the
-/// `Connection` header names, and sets the proxied CSP.
-pub fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
+/// Copies upstream response headers into `out` minus those [`dropped_from_upstream`] and
+/// those the `Connection` header names, and sets the proxied CSP. Into the response's own
+/// map: actix reuses it from response to response.
+pub fn copy_response_headers(upstream: &HeaderMap, out: &mut HeaderMap) {
     let named = connection_tokens(upstream);
-    // Room for the security headers and the request id added on the way out, so the map
-    // is not grown (rehashed) for them.
-    let mut out = HeaderMap::with_capacity(upstream.len() + 6);
     for (name, value) in upstream.iter() {
         let n = name.as_str();
         if dropped_from_upstream(n) || named.iter().any(|t| t == n) {
@@ -222,7 +220,6 @@ pub fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
         actix_web::http::header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PROXIED_CSP),
     );
-    out
 }
 
 /// W3C trace context: `00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero.
@@ -353,6 +350,12 @@ mod tests {
         let made = out.get("traceparent").expect("tp").to_str().expect("ascii");
         assert!(valid_traceparent(made) && made != "garbage");
         assert_ne!(new_traceparent(), new_traceparent(), "fresh ids each time");
+    }
+
+    fn downstream_response_headers(upstream: &HeaderMap) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        copy_response_headers(upstream, &mut out);
+        out
     }
 
     #[test]
