@@ -38,7 +38,7 @@ pub const CHANNEL: &str = "taskflow_bff_sessions";
 const MAX_ENTRIES: usize = 100_000;
 
 struct Entries {
-    map: HashMap<String, (Instant, Arc<SessionRecord>)>,
+    map: HashMap<String, (Instant, Arc<SessionRecord>), foldhash::fast::RandomState>,
     /// Bumped by every invalidation, so a load that raced one is not cached.
     epoch: u64,
     /// Expired entries are swept once per TTL, so the map holds about one TTL's sessions.
@@ -48,7 +48,7 @@ struct Entries {
 impl Default for Entries {
     fn default() -> Self {
         Self {
-            map: HashMap::new(),
+            map: HashMap::default(),
             epoch: 0,
             swept: Instant::now(),
         }

@@ -75,7 +75,7 @@ thread_local! {
     /// the same value with every request. Only canonical values that authenticated under
     /// that key are here, so a lookup needs no check of its own; whether the session still
     /// exists is the store's answer, asked every time.
-    static OPENED: RefCell<HashMap<String, (u64, String)>> = RefCell::default();
+    static OPENED: RefCell<HashMap<String, (u64, String), foldhash::fast::RandomState>> = RefCell::default();
 }
 
 /// The key hash named by the request's session cookie, read without the session layer:
