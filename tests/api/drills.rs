@@ -342,3 +342,63 @@ async fn provider_down_signed_in_users_keep_chatting() {
     assert_eq!(b.get("/chat").await.status, 200);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[actix_web::test]
+async fn the_log_names_each_request_by_id_and_holds_no_secret() {
+    let up = spawn_upstream();
+    let log = std::env::temp_dir().join(format!("taskflow-bff-log-{}.log", free_port()));
+    // The default filter (no RUST_LOG): what an operator gets.
+    let env = [("CHATKIT_URL", format!("{}/chatkit", up.url))];
+    let bff = BffProcess::start_logging_to(&env, Some(&log));
+    bff.ready(10).await;
+    let cookie = sign_in(&bff.origin).await;
+    let mut res = awc::Client::default()
+        .post(format!("{}/api/chatkit/echo?page=2", bff.origin))
+        .insert_header(("Origin", bff.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .insert_header(("Cookie", cookie.as_str()))
+        .send_body("{}")
+        .await
+        .expect("proxied");
+    assert_eq!(res.status(), 200);
+    let id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("request id")
+        .to_owned();
+    let echoed: serde_json::Value = res.json().await.expect("echo");
+    let bearer = echoed["headers"]["authorization"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let token = bearer
+        .strip_prefix("Bearer ")
+        .expect("a bearer token reached the upstream");
+    // Lines are written by a thread of their own: wait for ours.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(&id) {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = text
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("no line names {id}:\n{text}"));
+    for part in [
+        format!("request_id={id}"),
+        "method=POST".into(),
+        "path=/api/chatkit/echo".into(),
+        "status=200".into(),
+    ] {
+        assert!(line.contains(&part), "{part} missing from {line}");
+    }
+    let cookie_value = cookie.split_once('=').map(|(_, v)| v).unwrap_or_default();
+    for secret in [cookie_value, token, "page=2", "code="] {
+        assert!(!text.contains(secret), "the log holds {secret:?}:\n{text}");
+    }
+    let _ = std::fs::remove_file(&log);
+}
