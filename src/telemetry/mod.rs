@@ -1,5 +1,7 @@
 //! Tracing: the subscriber (pretty or JSON) and the per-request root span.
 
+pub mod log_writer;
+
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
@@ -17,18 +19,20 @@ use crate::config::LogFormat;
 /// that aborted) and logs each itself, with its cause, at INFO or WARN.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off";
 
-/// Keeps the log-writing thread alive; dropping it flushes what is queued.
-pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+pub use log_writer::LogGuard;
 
 /// Installs the global subscriber; `RUST_LOG` overrides `default_filter`. Lines go to stdout
-/// from a thread of their own, in batches (one write for whatever queued up meanwhile), so
-/// request threads never wait on a slow log pipe; past 128,000 queued lines new ones are
-/// dropped rather than stall the proxy. `None` when a subscriber was already installed.
+/// through [`log_writer`]: gathered in memory and written by a thread of their own every
+/// few milliseconds, so request threads never wait on a slow log pipe. `None` when a
+/// subscriber was already installed (or the writing thread could not start).
 pub fn init(format: LogFormat, default_filter: &str) -> Option<LogGuard> {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let ansi = std::io::stdout().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stdout()));
+    let Some((writer, guard)) = log_writer::batched_stdout() else {
+        eprintln!("cannot start the log-writing thread; running without logs");
+        return None;
+    };
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
         LogFormat::Json => registry
