@@ -2,32 +2,35 @@
 //! (`TRUSTED_PROXIES`), the nearest untrusted address in its `X-Forwarded-For`. A header sent
 //! by anyone else is ignored, so a browser cannot choose the address we log and forward.
 
-use std::{any::Any, net::IpAddr};
+use std::{any::Any, cell::OnceCell, net::IpAddr};
 
-use actix_web::{dev::Extensions, http::header::HeaderValue, rt::net::TcpStream, HttpRequest};
+use actix_web::{dev::Extensions, http::header::HeaderValue, HttpRequest};
 use ipnet::IpNet;
 
-/// The peer's address as a header value, written when its connection opens: a browser
-/// sends many requests on one connection, and the proxy forwards the address with each.
-struct PeerHeader(HeaderValue);
+/// The peer's address as a header value, made on the connection's first proxied request
+/// and kept for the rest: a browser sends many requests on one connection.
+#[derive(Default)]
+struct PeerHeader(OnceCell<Option<HeaderValue>>);
 
-/// Notes the peer's address of a new connection (for `HttpServer::on_connect`).
-pub fn on_connect(conn: &dyn Any, data: &mut Extensions) {
-    let peer = conn.downcast_ref::<TcpStream>().and_then(|s| s.peer_addr().ok());
-    if let Some(v) = peer.and_then(|a| header_value(a.ip())) {
-        data.insert(PeerHeader(v));
-    }
+/// Gives a new connection its (empty) place for [`PeerHeader`] (for `HttpServer::on_connect`).
+pub fn on_connect(_: &dyn Any, data: &mut Extensions) {
+    data.insert(PeerHeader::default());
 }
 
 /// [`client_ip`] as an `X-Forwarded-For` value.
 pub fn client_ip_header(req: &HttpRequest, trusted: &[IpNet]) -> Option<HeaderValue> {
-    let direct = req
-        .peer_addr()
-        .is_some_and(|p| !trusted.iter().any(|net| net.contains(&p.ip())));
+    let peer = req.peer_addr()?.ip();
     match req.conn_data::<PeerHeader>() {
-        Some(PeerHeader(v)) if direct => Some(v.clone()),
+        // Only the peer's own address is the same for every request on the connection.
+        Some(PeerHeader(cell)) if !is_trusted(&peer, trusted) => {
+            cell.get_or_init(|| header_value(peer)).clone()
+        }
         _ => client_ip(req, trusted).and_then(header_value),
     }
+}
+
+fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(ip))
 }
 
 fn header_value(ip: IpAddr) -> Option<HeaderValue> {
@@ -37,7 +40,7 @@ fn header_value(ip: IpAddr) -> Option<HeaderValue> {
 /// The client address of `req` given the trusted proxy ranges.
 pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted(ip, trusted);
     if !is_trusted(&peer) {
         return Some(peer);
     }

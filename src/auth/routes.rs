@@ -310,8 +310,8 @@ async fn exchange_and_validate(
 fn new_session(req: &HttpRequest, state: &AppState, s: SignedIn) -> SessionRecord {
     let now = now();
     let settings = &state.settings;
-    SessionRecord {
-        meta: SessionMeta {
+    SessionRecord::new(
+        SessionMeta {
             id: uuid::Uuid::new_v4().to_string(),
             sub: s.claims.sub.clone(),
             sid: s.claims.sid.clone(),
@@ -330,7 +330,7 @@ fn new_session(req: &HttpRequest, state: &AppState, s: SignedIn) -> SessionRecor
             ip: state.client_ip(req),
             state: Default::default(),
         },
-        tokens: Tokens {
+        Tokens {
             id_token: s.id_token,
             access_token: s.tokens.access_token,
             refresh_token: s.tokens.refresh_token,
@@ -338,8 +338,7 @@ fn new_session(req: &HttpRequest, state: &AppState, s: SignedIn) -> SessionRecor
             issued_at: now,
             bearer: Default::default(),
         },
-        user_id_header: Default::default(),
-    }
+    )
 }
 
 /// Who is signed in: what the client uses for isAuthenticated/userId.

@@ -41,7 +41,7 @@ pub async fn upstream_identity(
         .ok_or(ApiError::NotAuthenticated)?;
     Ok(UpstreamIdentity {
         authorization: bearer(&token).ok_or(ApiError::NotAuthenticated)?,
-        user_id: HeaderValue::from_str(&sub).ok(),
+        user_id: crate::session::user_id_header(&sub),
         key_hash: None,
     })
 }

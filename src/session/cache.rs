@@ -244,8 +244,8 @@ mod tests {
     use crate::session::{SessionMeta, Tokens};
 
     fn record() -> Arc<SessionRecord> {
-        Arc::new(SessionRecord {
-            meta: SessionMeta {
+        Arc::new(SessionRecord::new(
+            SessionMeta {
                 id: "s".into(),
                 sub: "alice".into(),
                 sid: None,
@@ -260,7 +260,7 @@ mod tests {
                 ip: None,
                 state: Default::default(),
             },
-            tokens: Tokens {
+            Tokens {
                 id_token: "i".into(),
                 access_token: Some("a".into()),
                 refresh_token: None,
@@ -268,8 +268,7 @@ mod tests {
                 issued_at: 0,
                 bearer: Default::default(),
             },
-            user_id_header: Default::default(),
-        })
+        ))
     }
 
     #[test]

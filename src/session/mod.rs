@@ -64,7 +64,12 @@ pub struct SessionRecord {
     pub tokens: Tokens,
     /// `X-User-ID` for the subject, built on first use: a cached session serves many
     /// proxied requests.
-    pub user_id_header: OnceLock<Option<HeaderValue>>,
+    user_id_header: OnceLock<Option<HeaderValue>>,
+}
+
+/// The subject as an `X-User-ID` value; `None` for one no header can carry.
+pub fn user_id_header(sub: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(sub).ok()
 }
 
 impl std::ops::Deref for SessionRecord {
@@ -76,6 +81,15 @@ impl std::ops::Deref for SessionRecord {
 }
 
 impl SessionRecord {
+    /// A session from its metadata and tokens.
+    pub fn new(meta: SessionMeta, tokens: Tokens) -> Self {
+        Self {
+            meta,
+            tokens,
+            user_id_header: OnceLock::new(),
+        }
+    }
+
     /// What pages call the user: name, else email, else subject.
     pub fn display_name(&self) -> &str {
         self.name
@@ -84,10 +98,10 @@ impl SessionRecord {
             .unwrap_or(&self.sub)
     }
 
-    /// The subject as an `X-User-ID` value; `None` for one no header can carry.
+    /// [`user_id_header`] of the subject, made once per record.
     pub fn user_id_header(&self) -> Option<HeaderValue> {
         self.user_id_header
-            .get_or_init(|| HeaderValue::from_str(&self.sub).ok())
+            .get_or_init(|| user_id_header(&self.sub))
             .clone()
     }
 

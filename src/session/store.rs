@@ -201,14 +201,7 @@ impl SessionStore {
             tracing::warn!("a session does not decrypt (SESSION_SECRET changed?); ignoring it");
             return None;
         };
-        Some((
-            s.key_hash,
-            SessionRecord {
-                meta: s.meta,
-                tokens,
-                user_id_header: Default::default(),
-            },
-        ))
+        Some((s.key_hash, SessionRecord::new(s.meta, tokens)))
     }
 
     /// Stores a new session under the hash of its cookie key.

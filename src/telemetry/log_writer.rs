@@ -3,6 +3,8 @@
 //! makes a system call or wakes a thread for its line (a channel whose writer sleeps until
 //! a line comes costs a wake-up, a context switch and a `write` per line), and a slow log
 //! pipe never stalls a request: past [`MAX_BUFFERED`] bytes, lines are dropped and counted.
+//! Idle, the thread wakes every [`EVERY`] to find nothing: that is the price of senders
+//! that never wake it.
 
 use std::{
     io::{self, Write},
@@ -21,6 +23,9 @@ const EVERY: Duration = Duration::from_millis(20);
 
 /// Most bytes held for a slow pipe (about 100,000 lines); further lines are dropped.
 const MAX_BUFFERED: usize = 16 << 20;
+
+/// Memory a buffer keeps between batches.
+const KEPT_CAPACITY: usize = 1 << 20;
 
 #[derive(Default)]
 struct Shared {
@@ -64,36 +69,51 @@ pub fn batched_stdout() -> Option<(BatchedStdout, LogGuard)> {
     ))
 }
 
-/// The writing thread: swaps the buffer for an empty one and writes it, every [`EVERY`].
+/// The writing thread: every [`EVERY`], writes what was gathered and reports what was
+/// dropped (through the log itself, so in its format).
 fn write_out(shared: &Shared, out: &mut impl Write) {
     let mut batch = Vec::new();
     loop {
         let stopping = shared.stop.load(Ordering::Acquire);
-        std::mem::swap(&mut *shared.lines(), &mut batch);
-        let dropped = shared.dropped.swap(0, Ordering::Relaxed);
+        let dropped = write_batch(shared, &mut batch, out);
         if dropped > 0 {
-            let _ = writeln!(
-                batch,
-                "log: {dropped} lines dropped (the log output was too slow)"
-            );
-        }
-        if !batch.is_empty() {
-            // Nowhere to report a failed write to: the lines are lost, as they would be.
-            let _ = out.write_all(&batch).and_then(|()| out.flush());
-            batch.clear();
+            tracing::warn!(dropped, "log lines dropped: the log output was too slow");
         }
         if stopping {
+            // The warning above, if any, is still to be written.
+            write_batch(shared, &mut batch, out);
             return;
         }
         std::thread::park_timeout(EVERY);
     }
 }
 
+/// Swaps the gathered lines for `batch` (emptied, its memory kept) and writes them; returns
+/// how many lines were dropped since the last call.
+fn write_batch(shared: &Shared, batch: &mut Vec<u8>, out: &mut impl Write) -> u64 {
+    std::mem::swap(&mut *shared.lines(), batch);
+    let dropped = shared.dropped.swap(0, Ordering::Relaxed);
+    if !batch.is_empty() {
+        // Nowhere to report a failed write to: the lines are lost, as they would be.
+        let _ = out.write_all(batch).and_then(|()| out.flush());
+        batch.clear();
+        // A burst for a slow pipe leaves no lasting 16 MiB behind.
+        batch.shrink_to(KEPT_CAPACITY);
+    }
+    dropped
+}
+
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
+        let Some(t) = self.thread.take() else { return };
+        t.thread().unpark();
+        // A log pipe nobody reads must not hold up the exit: wait a second at most.
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
             let _ = t.join();
         }
     }
@@ -138,13 +158,10 @@ mod tests {
         line.write_all(b"two\n").expect("write");
         let big = vec![b'x'; MAX_BUFFERED];
         line.write_all(&big).expect("a dropped line is not an error");
-        shared.stop.store(true, Ordering::Release);
-        let mut out = Vec::new();
-        write_out(&shared, &mut out);
-        let text = String::from_utf8(out).expect("utf8");
-        assert_eq!(
-            text,
-            "one\ntwo\nlog: 1 lines dropped (the log output was too slow)\n"
-        );
+        let (mut batch, mut out) = (Vec::new(), Vec::new());
+        assert_eq!(write_batch(&shared, &mut batch, &mut out), 1, "one line dropped");
+        assert_eq!(out, b"one\ntwo\n");
+        assert_eq!(write_batch(&shared, &mut batch, &mut out), 0, "counted once");
+        assert_eq!(out, b"one\ntwo\n", "nothing new");
     }
 }
