@@ -482,8 +482,16 @@ async fn json_load(t: &Target, total: usize, concurrency: usize) -> (f64, f64, f
     )
 }
 
-/// SSE: per-event latency p50/p99 (ms), time-to-first-event p50 (ms), errors.
-async fn sse_load(t: &Target, streams: usize, events: usize) -> (f64, f64, f64, usize) {
+/// SSE: per-event latency p50/p99 (ms), time-to-first-event p50 (ms), errors, and the CPU
+/// ticks `cpu_of` used until the last stream ended (before the settling pause, in which idle
+/// upstream connections may be closed).
+async fn sse_load(
+    t: &Target,
+    streams: usize,
+    events: usize,
+    cpu_of: Option<u32>,
+) -> (f64, f64, f64, usize, Option<u64>) {
+    let cpu_before = cpu_of.map(cpu_ticks);
     let c = client();
     let t = Arc::new(Target {
         base: t.base.clone(),
@@ -525,6 +533,9 @@ async fn sse_load(t: &Target, streams: usize, events: usize) -> (f64, f64, f64, 
         }
     });
     let results = join_all(work).await;
+    let cpu = cpu_of
+        .zip(cpu_before)
+        .map(|(pid, before)| cpu_ticks(pid) - before);
     if streams > 1 {
         // The next column starts on a quiet machine: closing this burst's connections (the
         // upstream's, the proxy's idle ones when reaped) would otherwise overlap its burst.
@@ -540,7 +551,7 @@ async fn sse_load(t: &Target, streams: usize, events: usize) -> (f64, f64, f64, 
     let errors = results.iter().map(|(_, _, e)| e).sum();
     lat.sort_by(|a, b| a.total_cmp(b));
     firsts.sort_by(|a, b| a.total_cmp(b));
-    (pct(&lat, 0.5), pct(&lat, 0.99), pct(&firsts, 0.5), errors)
+    (pct(&lat, 0.5), pct(&lat, 0.99), pct(&firsts, 0.5), errors, cpu)
 }
 
 /// Opens `n` streams through the BFF whose second event comes after `hold`; returns the
@@ -846,19 +857,18 @@ fn main() {
             memory_rows(&via, pid, ngx.as_ref(), nginx_pid, streams, short).await;
         }
         for n in [1, streams] {
-            let (d50, d99, dfirst, de2) = sse_load(&direct, n, events).await;
+            let (d50, d99, dfirst, de2, _) = sse_load(&direct, n, events, None).await;
             let n_cpu = nginx_pid.map(cpu_ticks);
-            let (n50, n99, nfirst, ne2) = match &ngx {
-                Some(t) => sse_load(t, n, events).await,
-                None => (f64::NAN, f64::NAN, f64::NAN, 0),
+            let (n50, n99, nfirst, ne2, n_run) = match &ngx {
+                Some(t) => sse_load(t, n, events, nginx_pid).await,
+                None => (f64::NAN, f64::NAN, f64::NAN, 0, None),
             };
-            let n_cpu = match (nginx_pid, n_cpu) {
-                (Some(p), Some(before)) => (cpu_ticks(p) - before) as f64 * 1e4 / n as f64,
-                _ => f64::NAN,
-            };
+            let per_stream = |ticks: Option<u64>| ticks.map_or(f64::NAN, |t| t as f64 * 1e4 / n as f64);
+            let n_cpu = per_stream(nginx_pid.zip(n_cpu).map(|(p, before)| cpu_ticks(p) - before));
             let b_cpu = cpu_ticks(pid);
-            let (b50, b99, bfirst, be2) = sse_load(&via, n, events).await;
+            let (b50, b99, bfirst, be2, b_run) = sse_load(&via, n, events, Some(pid)).await;
             let b_cpu = (cpu_ticks(pid) - b_cpu) as f64 * 1e4 / n as f64;
+            let n_run = per_stream(n_run);
             row(format!("SSE per-event p50 ms, {n} streams"), d50, n50, b50, false);
             row(format!("SSE per-event p99 ms, {n} streams"), d99, n99, b99, false);
             row(
@@ -869,24 +879,29 @@ fn main() {
                 false,
             );
             if n > 1 {
-                // Setting up the stream and passing on its events, per stream.
-                row(format!("SSE proxy CPU µs per stream, {n} streams"), f64::NAN, n_cpu, b_cpu, false);
+                // Setting up the stream and passing on its events, per stream: until the last
+                // stream ends, and with the pause after it (idle upstream connections closed).
+                let b_run = per_stream(b_run);
+                row(format!("SSE proxy CPU µs per stream, {n} streams, until they end"), f64::NAN, n_run, b_run, false);
+                row(format!("SSE proxy CPU µs per stream, {n} streams, with the pause"), f64::NAN, n_cpu, b_cpu, false);
             }
             if let Some((t, fpid)) = &flo {
                 let before = cpu_ticks(*fpid);
-                let (_, f99, ffirst, fe) = sse_load(t, n, events).await;
+                let (_, f99, ffirst, fe, f_run) = sse_load(t, n, events, Some(*fpid)).await;
                 let f_cpu = (cpu_ticks(*fpid) - before) as f64 * 1e4 / n as f64;
                 row(format!("SSE per-event p99 ms, {n} streams, bare"), d99, n99, f99, false);
                 row(format!("SSE first event p50 ms, {n} streams, bare"), dfirst, nfirst, ffirst, false);
                 if n > 1 {
-                    row(format!("SSE proxy CPU µs per stream, {n} streams, bare"), f64::NAN, n_cpu, f_cpu, false);
+                    let f_run = per_stream(f_run);
+                    row(format!("SSE proxy CPU µs per stream, {n} streams, until they end, bare"), f64::NAN, n_run, f_run, false);
+                    row(format!("SSE proxy CPU µs per stream, {n} streams, with the pause, bare"), f64::NAN, n_cpu, f_cpu, false);
                 }
                 if fe > 0 {
                     println!("  stream errors: bare forwarder {fe}");
                 }
             }
             if let Some((t, _)) = &base {
-                let (a50, _, afirst, ae) = sse_load(t, n, events).await;
+                let (a50, _, afirst, ae, _) = sse_load(t, n, events, None).await;
                 row(format!("SSE per-event p50 ms, {n} streams, baseline"), d50, n50, a50, false);
                 row(format!("SSE first event p50 ms, {n} streams, baseline"), dfirst, nfirst, afirst, false);
                 if ae > 0 {
