@@ -56,6 +56,11 @@ impl Application {
         let server = HttpServer::new(move || {
             let s = &app_state.settings;
             let (secure, csp, body_timeout) = (app_state.secure_cookies, csp.clone(), s.server.body_timeout);
+            let proxy = ProxyClient::new(
+                s.upstream.connect_timeout,
+                s.upstream.header_timeout,
+                s.upstream.keepalive,
+            );
             App::new()
                 // One layer for what every request gets (each layer is a boxed future per
                 // request): its body's deadline, the response headers and error context, the
@@ -71,12 +76,10 @@ impl Application {
                 }))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(app_state.clone())
-                .app_data(web::Data::new(provider_client(s)))
-                .app_data(web::Data::new(ProxyClient::new(
-                    s.upstream.connect_timeout,
-                    s.upstream.header_timeout,
-                    s.upstream.keepalive,
-                )))
+                // One client per worker for the upstream and the provider: each awc client
+                // loads the system's CA bundle when made (tens of milliseconds of CPU).
+                .app_data(web::Data::new(proxy.0.clone()))
+                .app_data(web::Data::new(proxy))
                 .configure(|cfg| extractor_errors(cfg, s.server.max_form_body))
                 .configure(|cfg| routes(cfg, &app_state, &throttle))
         })
@@ -303,7 +306,7 @@ fn content_security_policy(state: &AppState) -> HeaderValue {
     dashboard::headers::content_security_policy(script_origin.as_deref(), provider_origin.as_deref())
 }
 
-/// The client for calls to the provider.
+/// A client for calls to the provider outside the workers (discovery at start).
 fn provider_client(s: &Settings) -> awc::Client {
     http_client(
         s.upstream.connect_timeout,

@@ -14,6 +14,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{OidcSettings, TokenAuthMethod};
 
+/// How long the provider has to answer a call, whichever client carries it.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A call to the provider, with its own deadline and a user agent: the client it goes
+/// through is the proxy's, which sets neither by default.
+fn to_provider(req: awc::ClientRequest) -> awc::ClientRequest {
+    req.timeout(PROVIDER_TIMEOUT).insert_header((
+        actix_web::http::header::USER_AGENT,
+        concat!("taskflow-bff/", env!("CARGO_PKG_VERSION")),
+    ))
+}
+
 /// Asymmetric algorithms we accept; HMAC and `none` never are.
 const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::RS256,
@@ -411,7 +423,7 @@ impl Provider {
         let md = self.metadata(client).await?;
         let mut form: Vec<(&str, &str)> = params.to_vec();
         let req = self
-            .client_auth(client.post(&md.token_endpoint), &mut form)
+            .client_auth(to_provider(client.post(&md.token_endpoint)), &mut form)
             .insert_header(("Accept", "application/json"));
         let mut res = req
             .send_form(&form)
@@ -445,8 +457,7 @@ impl Provider {
         let Some(url) = &md.userinfo_endpoint else {
             return Ok(None);
         };
-        let mut res = client
-            .get(url)
+        let mut res = to_provider(client.get(url))
             .bearer_auth(access_token)
             .insert_header(("Accept", "application/json"))
             .send()
@@ -467,7 +478,7 @@ impl Provider {
             return;
         };
         let mut form = vec![("token", refresh_token), ("token_type_hint", "refresh_token")];
-        let req = self.client_auth(client.post(&url), &mut form);
+        let req = self.client_auth(to_provider(client.post(&url)), &mut form);
         match req.send_form(&form).await {
             Ok(r) if r.status().is_success() => tracing::info!("refresh token revoked at the provider"),
             Ok(r) => tracing::warn!(status = r.status().as_u16(), "revocation refused"),
@@ -525,8 +536,7 @@ fn form_encode(v: &str) -> String {
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(client: &awc::Client, url: &str) -> anyhow::Result<T> {
-    let mut res = client
-        .get(url)
+    let mut res = to_provider(client.get(url))
         .insert_header(("Accept", "application/json"))
         .send()
         .await
