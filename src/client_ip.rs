@@ -40,8 +40,7 @@ fn header_value(ip: IpAddr) -> Option<HeaderValue> {
 /// The client address of `req` given the trusted proxy ranges.
 pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
-    let is_trusted = |ip: &IpAddr| is_trusted(ip, trusted);
-    if !is_trusted(&peer) {
+    if !is_trusted(&peer, trusted) {
         return Some(peer);
     }
     let hops: Vec<&str> = req
@@ -56,7 +55,7 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
     for hop in hops.iter().rev() {
         let Ok(ip) = hop.parse::<IpAddr>() else { break };
         client = ip;
-        if !is_trusted(&ip) {
+        if !is_trusted(&ip, trusted) {
             break;
         }
     }
