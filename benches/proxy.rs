@@ -867,7 +867,7 @@ fn main() {
             let n_cpu = per_stream(nginx_pid.zip(n_cpu).map(|(p, before)| cpu_ticks(p) - before));
             let b_cpu = cpu_ticks(pid);
             let (b50, b99, bfirst, be2, b_run) = sse_load(&via, n, events, Some(pid)).await;
-            let b_cpu = (cpu_ticks(pid) - b_cpu) as f64 * 1e4 / n as f64;
+            let b_cpu = per_stream(Some(cpu_ticks(pid) - b_cpu));
             let n_run = per_stream(n_run);
             row(format!("SSE per-event p50 ms, {n} streams"), d50, n50, b50, false);
             row(format!("SSE per-event p99 ms, {n} streams"), d99, n99, b99, false);
@@ -888,7 +888,7 @@ fn main() {
             if let Some((t, fpid)) = &flo {
                 let before = cpu_ticks(*fpid);
                 let (_, f99, ffirst, fe, f_run) = sse_load(t, n, events, Some(*fpid)).await;
-                let f_cpu = (cpu_ticks(*fpid) - before) as f64 * 1e4 / n as f64;
+                let f_cpu = per_stream(Some(cpu_ticks(*fpid) - before));
                 row(format!("SSE per-event p99 ms, {n} streams, bare"), d99, n99, f99, false);
                 row(format!("SSE first event p50 ms, {n} streams, bare"), dfirst, nfirst, ffirst, false);
                 if n > 1 {

@@ -554,6 +554,17 @@ async fn get_json<T: serde::de::DeserializeOwned>(client: &awc::Client, url: &st
 mod tests {
     use super::*;
 
+    #[actix_web::test]
+    async fn provider_calls_name_themselves_whichever_client_carries_them() {
+        let bare = awc::Client::builder().no_default_headers().finish();
+        let req = to_provider(bare.get("http://provider.invalid/jwks"));
+        let agent = req.headers().get(actix_web::http::header::USER_AGENT);
+        assert_eq!(
+            agent.and_then(|v| v.to_str().ok()),
+            Some(concat!("taskflow-bff/", env!("CARGO_PKG_VERSION")))
+        );
+    }
+
     fn md(algs: &[&str]) -> Metadata {
         serde_json::from_value(serde_json::json!({
             "issuer": "https://id.example.com",

@@ -172,6 +172,16 @@ fn open_fds(pid: u32) -> usize {
 }
 
 /// The real binary, so that its file descriptors can be counted apart from the test's.
+/// A same-origin POST of `{}` to `path` on the binary, signed in with `cookie`.
+fn proxied_post(client: &awc::Client, bff: &BffProcess, cookie: &str, path: &str) -> awc::SendClientRequest {
+    client
+        .post(format!("{}{path}", bff.origin))
+        .insert_header(("Origin", bff.origin.as_str()))
+        .insert_header(("X-CSRF", "1"))
+        .insert_header(("Cookie", cookie))
+        .send_body("{}")
+}
+
 async fn start_binary(chatkit: &str) -> BffProcess {
     start_binary_with(chatkit, &[]).await
 }
@@ -195,14 +205,7 @@ async fn a_thousand_abandoned_streams_leave_no_file_descriptors_behind() {
     let pid = bff.child.id();
     let cookie = sign_in(&bff.origin).await;
     let client = awc::Client::default();
-    let open = || {
-        client
-            .post(format!("{}/api/chatkit/forever", bff.origin))
-            .insert_header(("Origin", bff.origin.as_str()))
-            .insert_header(("X-CSRF", "1"))
-            .insert_header(("Cookie", cookie.as_str()))
-            .send_body("{}")
-    };
+    let open = || proxied_post(&client, &bff, &cookie, "/api/chatkit/forever");
     use futures_util::StreamExt;
     let cycle = || async {
         let mut s = open().await.expect("stream");
@@ -352,12 +355,7 @@ async fn the_log_names_each_request_by_id_and_holds_no_secret() {
     let bff = BffProcess::start_logging_to(&env, Some(&log));
     bff.ready(10).await;
     let cookie = sign_in(&bff.origin).await;
-    let mut res = awc::Client::default()
-        .post(format!("{}/api/chatkit/echo?page=2", bff.origin))
-        .insert_header(("Origin", bff.origin.as_str()))
-        .insert_header(("X-CSRF", "1"))
-        .insert_header(("Cookie", cookie.as_str()))
-        .send_body("{}")
+    let mut res = proxied_post(&awc::Client::default(), &bff, &cookie, "/api/chatkit/echo?page=2")
         .await
         .expect("proxied");
     assert_eq!(res.status(), 200);
