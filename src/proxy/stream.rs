@@ -40,8 +40,10 @@ pub struct UpstreamBody<S> {
     idle: Duration,
     last_chunk: Instant,
     last_sent: Instant,
-    idle_timer: Pin<Box<Sleep>>,
-    heartbeat: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// One timer for whichever comes first: the idle deadline, the next heartbeat, the next
+    /// session check. Made on the first wait: most JSON bodies arrive whole and never wait.
+    timer: Option<Pin<Box<Sleep>>>,
+    heartbeat: Option<Duration>,
     tail: [u8; 2],
     bytes: u64,
     finished: bool,
@@ -58,7 +60,7 @@ pub struct UpstreamBody<S> {
 /// revocation anywhere (any replica) also ends the streams already open.
 struct Revalidate {
     every: Duration,
-    timer: Pin<Box<Sleep>>,
+    next: Instant,
     check: Box<dyn Fn() -> futures_util::future::LocalBoxFuture<'static, bool>>,
     pending: Option<futures_util::future::LocalBoxFuture<'static, bool>>,
 }
@@ -74,8 +76,8 @@ impl<S> UpstreamBody<S> {
             idle,
             last_chunk: now,
             last_sent: now,
-            idle_timer: Box::pin(sleep_until((now + idle).into())),
-            heartbeat: heartbeat.map(|d| (d, Box::pin(sleep_until((now + d).into())))),
+            timer: None,
+            heartbeat,
             tail: *b"\n\n",
             bytes: 0,
             finished: false,
@@ -96,7 +98,7 @@ impl<S> UpstreamBody<S> {
     ) -> Self {
         self.revalidate = Some(Revalidate {
             every,
-            timer: Box::pin(sleep_until((Instant::now() + every).into())),
+            next: Instant::now() + every,
             check: Box::new(check),
             pending: None,
         });
@@ -132,6 +134,25 @@ impl<S> UpstreamBody<S> {
     /// Heartbeats go only between events, never inside one.
     fn at_event_boundary(&self) -> bool {
         self.tail == *b"\n\n" || self.tail == *b"\r\n"
+    }
+
+    /// Polls a session check under way; true when it found the session gone. When it finds
+    /// the session, the next check is due `every` from now.
+    fn check_ended(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(r) = &mut self.revalidate else {
+            return false;
+        };
+        let Some(Poll::Ready(alive)) = r.pending.as_mut().map(|p| p.as_mut().poll(cx)) else {
+            return false;
+        };
+        r.pending = None;
+        r.next = Instant::now() + r.every;
+        if let Some(t) = &mut self.timer {
+            if r.next < t.deadline().into_std() {
+                t.as_mut().reset(r.next.into());
+            }
+        }
+        !alive
     }
 }
 
@@ -204,50 +225,51 @@ where
             }
             Poll::Pending => {}
         }
-        while this.idle_timer.as_mut().poll(cx).is_ready() {
-            let deadline = this.last_chunk + this.idle;
-            if Instant::now() >= deadline {
+        loop {
+            if this.check_ended(cx) {
+                this.span
+                    .in_scope(|| tracing::info!("session ended; cutting its open stream"));
+                return Poll::Ready(Some(Err(StreamError::SessionEnded)));
+            }
+            if let Some(t) = &mut this.timer {
+                if t.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            // The timer fired (or there is none yet): deadlines moved by chunks since it was
+            // set are read now, so a chunk costs one clock read and no timer update.
+            let now = Instant::now();
+            let idle_at = this.last_chunk + this.idle;
+            if now >= idle_at {
                 let idle = this.idle;
                 this.span
                     .in_scope(|| tracing::warn!(?idle, "upstream idle timeout; aborting the response"));
                 return Poll::Ready(Some(Err(StreamError::Idle(idle))));
             }
-            this.idle_timer.as_mut().reset(deadline.into());
-        }
-        if let Some(r) = &mut this.revalidate {
-            if r.pending.is_none() && r.timer.as_mut().poll(cx).is_ready() {
-                r.pending = Some((r.check)());
-            }
-            if let Some(p) = &mut r.pending {
-                if let Poll::Ready(alive) = p.as_mut().poll(cx) {
-                    r.pending = None;
-                    r.timer.as_mut().reset((Instant::now() + r.every).into());
-                    // Arm the timer's waker for the next round.
-                    let _ = r.timer.as_mut().poll(cx);
-                    if !alive {
-                        this.span
-                            .in_scope(|| tracing::info!("session ended; cutting its open stream"));
-                        return Poll::Ready(Some(Err(StreamError::SessionEnded)));
+            let mut next = idle_at;
+            if let Some(r) = &mut this.revalidate {
+                if r.pending.is_none() {
+                    if now >= r.next {
+                        r.pending = Some((r.check)());
+                        continue;
                     }
+                    next = next.min(r.next);
                 }
             }
-        }
-        let boundary = this.at_event_boundary();
-        if let Some((every, timer)) = &mut this.heartbeat {
-            while timer.as_mut().poll(cx).is_ready() {
-                let due = this.last_sent + *every;
-                let now = Instant::now();
-                if now >= due && boundary {
-                    timer.as_mut().reset((now + *every).into());
+            if let Some(every) = this.heartbeat {
+                let due = this.last_sent + every;
+                if now >= due && this.at_event_boundary() {
                     this.last_sent = now;
                     return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE))));
                 }
-                timer
-                    .as_mut()
-                    .reset(due.max(now + Duration::from_millis(50)).into());
+                // Mid-event: look again shortly.
+                next = next.min(due.max(now + Duration::from_millis(50)));
+            }
+            match &mut this.timer {
+                Some(t) => t.as_mut().reset(next.into()),
+                None => this.timer = Some(Box::pin(sleep_until(next.into()))),
             }
         }
-        Poll::Pending
     }
 }
 
@@ -344,6 +366,42 @@ mod tests {
         assert_eq!(
             body.next().await.expect("hb").expect("ok"),
             Bytes::from_static(KEEP_ALIVE)
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_quiet_stream_gets_heartbeats_until_a_check_finds_the_session_gone() {
+        // One timer serves all three deadlines: heartbeats (20 ms) must keep coming between
+        // session checks (every 60 ms, each taking 10 ms), and the third check cuts the
+        // stream long before the idle timeout.
+        let checks = Rc::new(Cell::new(0u32));
+        let counted = checks.clone();
+        let quiet = chunks(&["data: 1\n\n"]).chain(stream::pending());
+        let mut body = UpstreamBody::new(quiet, Duration::from_secs(5), Some(Duration::from_millis(20)))
+            .revalidate(Duration::from_millis(60), move || {
+                let n = counted.get() + 1;
+                counted.set(n);
+                Box::pin(async move {
+                    actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+                    n < 3
+                })
+            });
+        let started = Instant::now();
+        body.next().await.expect("event").expect("ok");
+        let mut heartbeats = 0;
+        let end = loop {
+            match body.next().await.expect("item") {
+                Ok(b) if b == Bytes::from_static(KEEP_ALIVE) => heartbeats += 1,
+                other => break other,
+            }
+        };
+        assert!(matches!(end, Err(StreamError::SessionEnded)), "{end:?}");
+        assert_eq!(checks.get(), 3);
+        assert!(heartbeats >= 5, "{heartbeats} heartbeats");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
         );
     }
 
