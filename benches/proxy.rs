@@ -15,8 +15,10 @@
 //! RSS measurement, e.g. 10000), BENCH_ONLY=json or sse (the JSON rows alone, or without the memory rows), BENCH_FLOOR=1
 //! (rows for a bare actix-web + awc forwarder: the HTTP stack's own cost), BENCH_SETTLE_SECS
 //! (pause after each many-stream run, default 6),
-//! BENCH_BASELINE_BIN (another build of the BFF measured in the same run, taking turns with this
-//! one BENCH_ROUNDS times, default 2), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
+//! BENCH_BASELINE_BIN (another build of the BFF measured in the same run), BENCH_ROUNDS (the
+//! proxies, nginx, the BFF, bare and baseline, take turns this many times in an order rotated
+//! every round, each with its share of the requests and all the streams; default 1, 2 with a
+//! baseline), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
 //! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), BENCH_BFF_UNDER (a command
 //! the BFF runs under, e.g. `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out`: one
 //! that keeps the BFF's process, as valgrind does, so the bench's signals reach it), and
@@ -482,6 +484,64 @@ async fn json_load(t: &Target, total: usize, concurrency: usize) -> (f64, f64, f
     )
 }
 
+/// One proxy measured by the bench: its target, its process (for CPU) and its sums.
+struct Column<'a> {
+    name: &'static str,
+    target: &'a Target,
+    pid: Option<u32>,
+    json: Sums,
+    sse: Sums,
+}
+
+impl<'a> Column<'a> {
+    fn new(name: &'static str, target: &'a Target, pid: Option<u32>) -> Self {
+        Self {
+            name,
+            target,
+            pid,
+            json: Sums::default(),
+            sse: Sums::default(),
+        }
+    }
+}
+
+/// A measurement summed over rounds: three figures (averaged), errors, CPU ticks of the
+/// whole run and of the part until the last stream ended.
+#[derive(Default)]
+struct Sums {
+    figures: [f64; 3],
+    errors: usize,
+    cpu: u64,
+    cpu_run: u64,
+    rounds: usize,
+}
+
+impl Sums {
+    /// What a column that was not measured shows.
+    const MISSING: ([f64; 3], usize, f64, f64) = ([f64::NAN; 3], 0, f64::NAN, f64::NAN);
+
+    fn add(&mut self, figures: [f64; 3], errors: usize, cpu: Option<u64>, cpu_run: Option<u64>) {
+        for (sum, f) in self.figures.iter_mut().zip(figures) {
+            *sum += f;
+        }
+        self.errors += errors;
+        self.cpu += cpu.unwrap_or(0);
+        self.cpu_run += cpu_run.unwrap_or(0);
+        self.rounds += 1;
+    }
+
+    /// Averaged figures, all errors, and CPU ticks per round.
+    fn mean(&self) -> ([f64; 3], usize, f64, f64) {
+        let k = self.rounds.max(1) as f64;
+        (
+            self.figures.map(|f| f / k),
+            self.errors,
+            self.cpu as f64 / k,
+            self.cpu_run as f64 / k,
+        )
+    }
+}
+
 /// SSE: per-event latency p50/p99 (ms), time-to-first-event p50 (ms), errors, and the CPU
 /// ticks `cpu_of` used until the last stream ended (before the settling pause, in which idle
 /// upstream connections may be closed).
@@ -772,36 +832,40 @@ fn main() {
             "BFF RSS KiB after start and sign-in", "", "", started_rss
         );
         let (d_rps, d50, d99, de) = json_load(&direct, requests, 64).await;
+        // The proxies take turns (BENCH_ROUNDS rounds of requests/rounds each, the order
+        // rotated every round), so drift in the machine's speed and the wake of the previous
+        // column's run fall on all of them alike.
         let nginx_pid = nginx.as_ref().map(|n| n.child.id());
-        let n_cpu = nginx_pid.map(cpu_ticks);
-        let (n_rps, n50, n99, ne) = match &ngx {
-            Some(n) => json_load(n, requests, 64).await,
-            None => (f64::NAN, f64::NAN, f64::NAN, 0),
-        };
-        let n_cpu = match (nginx_pid, n_cpu) {
-            (Some(p), Some(before)) => (cpu_ticks(p) - before) as f64 * 1e4 / requests as f64,
-            _ => f64::NAN,
-        };
-        // With a baseline: this build and the baseline take turns (A B A B, half the requests
-        // each time), so drift in the machine's speed affects both alike.
-        let rounds = if base.is_some() { env_usize("BENCH_ROUNDS", 2).max(1) } else { 1 };
-        let (mut b_sum, mut a_sum) = ((0.0, 0.0, 0.0, 0), (0.0, 0.0, 0.0, 0));
-        let (mut b_cpu, mut a_cpu) = (0, 0);
-        for _ in 0..rounds {
-            if let Some((t, apid)) = &base {
-                let before = cpu_ticks(*apid);
-                let r = json_load(t, requests / rounds, 64).await;
-                a_cpu += cpu_ticks(*apid) - before;
-                a_sum = (a_sum.0 + r.0, a_sum.1 + r.1, a_sum.2 + r.2, a_sum.3 + r.3);
-            }
-            let before = cpu_ticks(pid);
-            let r = json_load(&via, requests / rounds, 64).await;
-            b_cpu += cpu_ticks(pid) - before;
-            b_sum = (b_sum.0 + r.0, b_sum.1 + r.1, b_sum.2 + r.2, b_sum.3 + r.3);
+        let mut columns: Vec<Column> = Vec::new();
+        if let (Some(t), Some(p)) = (&ngx, nginx_pid) {
+            columns.push(Column::new("nginx", t, Some(p)));
         }
-        let k = rounds as f64;
-        let (b_rps, b50, b99, be) = (b_sum.0 / k, b_sum.1 / k, b_sum.2 / k, b_sum.3);
-        let b_cpu = b_cpu as f64 * 1e4 / requests as f64;
+        columns.push(Column::new("BFF", &via, Some(pid)));
+        if let Some((t, p)) = &flo {
+            columns.push(Column::new("bare", t, Some(*p)));
+        }
+        if let Some((t, p)) = &base {
+            columns.push(Column::new("baseline", t, Some(*p)));
+        }
+        let width = columns.len();
+        let default_rounds = if base.is_some() { 2 } else { 1 };
+        let rounds = env_usize("BENCH_ROUNDS", default_rounds).max(1);
+        for r in 0..rounds {
+            for i in 0..width {
+                let c = &mut columns[(i + r) % width];
+                let before = c.pid.map(cpu_ticks);
+                let (rps, p50, p99, errors) = json_load(c.target, requests / rounds, 64).await;
+                let cpu = c.pid.zip(before).map(|(p, b)| cpu_ticks(p) - b);
+                c.json.add([rps, p50, p99], errors, cpu, None);
+            }
+        }
+        // CPU ticks per round over the requests of one round.
+        let per_request = |ticks: f64| ticks * 1e4 / (requests / rounds) as f64;
+        let named = |name: &str| columns.iter().find(|c| c.name == name);
+        let ([n_rps, n50, n99], ne, n_cpu, _) = named("nginx").map_or(Sums::MISSING, |c| c.json.mean());
+        let ([b_rps, b50, b99], be, b_cpu, _) = named("BFF").map_or(Sums::MISSING, |c| c.json.mean());
+        let (n_cpu, b_cpu) = (per_request(n_cpu), per_request(b_cpu));
+        println!("(JSON: {rounds} round(s) of {} requests per proxy, taking turns)", requests / rounds);
         row(
             format!("JSON req/s ({requests} req, 64 conc.)"),
             d_rps,
@@ -819,25 +883,19 @@ fn main() {
         );
         row("JSON p50 latency ms (BFF minus)".into(), d50, n50, b50, false);
         row("JSON p99 latency ms (BFF minus)".into(), d99, n99, b99, false);
-        if base.is_some() {
-            let a_cpu = a_cpu as f64 * 1e4 / requests as f64;
-            let (a_rps, a50) = (a_sum.0 / k, a_sum.1 / k);
-            row("JSON req/s, baseline build".into(), d_rps, n_rps, a_rps, true);
-            row("JSON proxy CPU µs per request, baseline".into(), f64::NAN, n_cpu, a_cpu, false);
-            row("JSON p50 latency ms, baseline".into(), d50, n50, a50, false);
-            println!(
-                "this build / baseline: req/s {:.2}, CPU per request {:.2}",
-                b_rps / a_rps,
-                b_cpu / a_cpu
-            );
-        }
-        if let Some((t, fpid)) = &flo {
-            let before = cpu_ticks(*fpid);
-            let (f_rps, f50, _, _) = json_load(t, requests, 64).await;
-            let f_cpu = (cpu_ticks(*fpid) - before) as f64 * 1e4 / requests as f64;
-            row("JSON req/s, bare actix-web + awc".into(), d_rps, n_rps, f_rps, true);
-            row("JSON proxy CPU µs per request, bare".into(), f64::NAN, n_cpu, f_cpu, false);
-            row("JSON p50 latency ms, bare".into(), d50, n50, f50, false);
+        for c in columns.iter().filter(|c| c.name == "baseline" || c.name == "bare") {
+            let ([rps, p50, _], _, cpu, _) = c.json.mean();
+            let label = if c.name == "bare" { "bare actix-web + awc" } else { "baseline build" };
+            row(format!("JSON req/s, {label}"), d_rps, n_rps, rps, true);
+            row(format!("JSON proxy CPU µs per request, {}", c.name), f64::NAN, n_cpu, per_request(cpu), false);
+            row(format!("JSON p50 latency ms, {}", c.name), d50, n50, p50, false);
+            if c.name == "baseline" {
+                println!(
+                    "this build / baseline: req/s {:.2}, CPU per request {:.2}",
+                    b_rps / rps,
+                    b_cpu / per_request(cpu)
+                );
+            }
         }
         if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "json") {
             println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
@@ -858,54 +916,42 @@ fn main() {
         }
         for n in [1, streams] {
             let (d50, d99, dfirst, de2, _) = sse_load(&direct, n, events, None).await;
-            let n_cpu = nginx_pid.map(cpu_ticks);
-            let (n50, n99, nfirst, ne2, n_run) = match &ngx {
-                Some(t) => sse_load(t, n, events, nginx_pid).await,
-                None => (f64::NAN, f64::NAN, f64::NAN, 0, None),
-            };
-            let per_stream = |ticks: Option<u64>| ticks.map_or(f64::NAN, |t| t as f64 * 1e4 / n as f64);
-            let n_cpu = per_stream(nginx_pid.zip(n_cpu).map(|(p, before)| cpu_ticks(p) - before));
-            let b_cpu = cpu_ticks(pid);
-            let (b50, b99, bfirst, be2, b_run) = sse_load(&via, n, events, Some(pid)).await;
-            let b_cpu = per_stream(Some(cpu_ticks(pid) - b_cpu));
-            let n_run = per_stream(n_run);
+            for c in columns.iter_mut() {
+                c.sse = Sums::default();
+            }
+            for r in 0..rounds {
+                for i in 0..width {
+                    let c = &mut columns[(i + r) % width];
+                    let before = c.pid.map(cpu_ticks);
+                    let (p50, p99, first, errors, run) = sse_load(c.target, n, events, c.pid).await;
+                    let with_pause = c.pid.zip(before).map(|(p, b)| cpu_ticks(p) - b);
+                    c.sse.add([p50, p99, first], errors, with_pause, run);
+                }
+            }
+            // CPU per stream: setting it up and passing on its events, until the last stream
+            // ends, and with the pause after it (idle upstream connections closed).
+            let per_stream = |ticks: f64| ticks * 1e4 / n as f64;
+            let named = |name: &str| columns.iter().find(|c| c.name == name);
+            let ([n50, n99, nfirst], ne2, n_cpu, n_run) = named("nginx").map_or(Sums::MISSING, |c| c.sse.mean());
+            let ([b50, b99, bfirst], be2, b_cpu, b_run) = named("BFF").map_or(Sums::MISSING, |c| c.sse.mean());
             row(format!("SSE per-event p50 ms, {n} streams"), d50, n50, b50, false);
             row(format!("SSE per-event p99 ms, {n} streams"), d99, n99, b99, false);
-            row(
-                format!("SSE first event p50 ms, {n} streams"),
-                dfirst,
-                nfirst,
-                bfirst,
-                false,
-            );
+            row(format!("SSE first event p50 ms, {n} streams"), dfirst, nfirst, bfirst, false);
             if n > 1 {
-                // Setting up the stream and passing on its events, per stream: until the last
-                // stream ends, and with the pause after it (idle upstream connections closed).
-                let b_run = per_stream(b_run);
-                row(format!("SSE proxy CPU µs per stream, {n} streams, until they end"), f64::NAN, n_run, b_run, false);
-                row(format!("SSE proxy CPU µs per stream, {n} streams, with the pause"), f64::NAN, n_cpu, b_cpu, false);
+                row(format!("SSE proxy CPU µs per stream, {n} streams, until they end"), f64::NAN, per_stream(n_run), per_stream(b_run), false);
+                row(format!("SSE proxy CPU µs per stream, {n} streams, with the pause"), f64::NAN, per_stream(n_cpu), per_stream(b_cpu), false);
             }
-            if let Some((t, fpid)) = &flo {
-                let before = cpu_ticks(*fpid);
-                let (_, f99, ffirst, fe, f_run) = sse_load(t, n, events, Some(*fpid)).await;
-                let f_cpu = per_stream(Some(cpu_ticks(*fpid) - before));
-                row(format!("SSE per-event p99 ms, {n} streams, bare"), d99, n99, f99, false);
-                row(format!("SSE first event p50 ms, {n} streams, bare"), dfirst, nfirst, ffirst, false);
+            for c in columns.iter().filter(|c| c.name == "bare" || c.name == "baseline") {
+                let (name, ([p50, p99, first], errors, cpu, run)) = (c.name, c.sse.mean());
+                row(format!("SSE per-event p50 ms, {n} streams, {name}"), d50, n50, p50, false);
+                row(format!("SSE per-event p99 ms, {n} streams, {name}"), d99, n99, p99, false);
+                row(format!("SSE first event p50 ms, {n} streams, {name}"), dfirst, nfirst, first, false);
                 if n > 1 {
-                    let f_run = per_stream(f_run);
-                    row(format!("SSE proxy CPU µs per stream, {n} streams, until they end, bare"), f64::NAN, n_run, f_run, false);
-                    row(format!("SSE proxy CPU µs per stream, {n} streams, with the pause, bare"), f64::NAN, n_cpu, f_cpu, false);
+                    row(format!("SSE proxy CPU µs per stream, {n} streams, until they end, {name}"), f64::NAN, per_stream(n_run), per_stream(run), false);
+                    row(format!("SSE proxy CPU µs per stream, {n} streams, with the pause, {name}"), f64::NAN, per_stream(n_cpu), per_stream(cpu), false);
                 }
-                if fe > 0 {
-                    println!("  stream errors: bare forwarder {fe}");
-                }
-            }
-            if let Some((t, _)) = &base {
-                let (a50, _, afirst, ae, _) = sse_load(t, n, events, None).await;
-                row(format!("SSE per-event p50 ms, {n} streams, baseline"), d50, n50, a50, false);
-                row(format!("SSE first event p50 ms, {n} streams, baseline"), dfirst, nfirst, afirst, false);
-                if ae > 0 {
-                    println!("  stream errors: baseline {ae}");
+                if errors > 0 {
+                    println!("  stream errors: {name} {errors}");
                 }
             }
             if de2 + ne2 + be2 > 0 {
