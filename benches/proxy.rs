@@ -21,7 +21,8 @@
 //! baseline), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
 //! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), BENCH_BFF_UNDER (a command
 //! the BFF runs under, e.g. `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out`: one
-//! that keeps the BFF's process, as valgrind does, so the bench's signals reach it), and
+//! that keeps the BFF's process, as valgrind does, so the bench's signals reach it),
+//! BENCH_FLOOR_UNDER (the same for the bare forwarder: the stack's own instructions), and
 //! BENCH_LOGGING: `silent`
 //! (default: nginx without access log, the BFF at `warn`) or `file` (nginx's access log and
 //! the BFF's `info` lines, one per request each, written to files): like against like.
@@ -138,13 +139,26 @@ fn start_upstream() -> Upstream {
 /// port; returns once it accepts connections.
 fn start_role(role: &str, value: impl FnOnce(u16) -> String, what: &str) -> Upstream {
     let port = free_port();
-    let child = Command::new(std::env::current_exe().expect("bench executable"))
+    let exe = std::env::current_exe().expect("bench executable");
+    let under = std::env::var("BENCH_FLOOR_UNDER")
+        .ok()
+        .filter(|_| role == FLOOR_ROLE);
+    let mut cmd = match &under {
+        Some(u) => {
+            let mut words = u.split_whitespace();
+            let mut c = Command::new(words.next().expect("a command"));
+            c.args(words).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let child = cmd
         .env(role, value(port))
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start {what}: {e}"));
     let process = Upstream { child, port };
-    for _ in 0..200 {
+    for _ in 0..if under.is_some() { 4000 } else { 200 } {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return process;
         }
@@ -747,6 +761,7 @@ fn main() {
     let pid = bff.child.id();
     let bff_ref = &bff;
     let baseline_ref = baseline.as_ref();
+    let floor_ref = floor.as_ref();
     actix_web::rt::System::new().block_on(async move {
         // Under a profiler start-up (the demo provider's RSA key) is many times slower.
         let profiled = std::env::var("BENCH_BFF_UNDER").is_ok_and(|v| !v.trim().is_empty());
@@ -769,7 +784,7 @@ fn main() {
             base: format!("http://127.0.0.1:{}", n.port),
             headers: vec![],
         });
-        let flo = floor.as_ref().map(|f| {
+        let flo = floor_ref.map(|f| {
             let t = Target {
                 base: format!("http://127.0.0.1:{}", f.port),
                 headers: vec![],
@@ -963,8 +978,15 @@ fn main() {
         }
         println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
     });
+    // A profiler writes its report when the program exits, not when it is killed.
+    if let Some(f) = floor.filter(|_| std::env::var("BENCH_FLOOR_UNDER").is_ok()) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &f.child.id().to_string()])
+            .status();
+        let mut f = f;
+        let _ = f.child.wait();
+    }
     if std::env::var("BENCH_BFF_UNDER").is_ok_and(|v| !v.trim().is_empty()) {
-        // A profiler writes its report when the program exits, not when it is killed.
         let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         let mut bff = bff;
         let _ = bff.child.wait();
