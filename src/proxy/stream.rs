@@ -44,7 +44,8 @@ pub struct UpstreamBody<S> {
     /// session check. Made on the first wait: most JSON bodies arrive whole and never wait.
     timer: Option<Pin<Box<Sleep>>>,
     heartbeat: Option<Duration>,
-    tail: [u8; 2],
+    /// The last four bytes passed on, to tell whether an event has just ended.
+    tail: [u8; 4],
     bytes: u64,
     finished: bool,
     eof_is_truncation: bool,
@@ -78,7 +79,7 @@ impl<S> UpstreamBody<S> {
             last_sent: now,
             timer: None,
             heartbeat,
-            tail: *b"\n\n",
+            tail: *b"\n\n\n\n",
             bytes: 0,
             finished: false,
             eof_is_truncation: false,
@@ -133,7 +134,10 @@ impl<S> UpstreamBody<S> {
 
     /// Heartbeats go only between events, never inside one.
     fn at_event_boundary(&self) -> bool {
-        self.tail == *b"\n\n" || self.tail == *b"\r\n"
+        // A blank line ends an event; lines end in LF, CRLF or CR. A lone CRLF is only the
+        // end of a line: a heartbeat after `data: a\r\n` would dispatch a partial event.
+        let t = &self.tail;
+        t.ends_with(b"\n\n") || t.ends_with(b"\r\r") || t.ends_with(b"\n\r\n") || t.ends_with(b"\r\n\r\n")
     }
 
     /// Polls a session check under way; true when it found the session gone. When it finds
@@ -196,11 +200,9 @@ where
                 this.last_chunk = Instant::now();
                 this.last_sent = this.last_chunk;
                 this.bytes += chunk.len() as u64;
-                match chunk.len() {
-                    0 => {}
-                    1 => this.tail = [this.tail[1], chunk[0]],
-                    n => this.tail = [chunk[n - 2], chunk[n - 1]],
-                }
+                let keep = chunk.len().min(4);
+                this.tail.rotate_left(keep);
+                this.tail[4 - keep..].copy_from_slice(&chunk[chunk.len() - keep..]);
                 return Poll::Ready(Some(Ok(chunk)));
             }
             Poll::Ready(Some(Err(e))) => {
@@ -262,8 +264,12 @@ where
                     this.last_sent = now;
                     return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE))));
                 }
-                // Mid-event: look again shortly.
-                next = next.min(due.max(now + Duration::from_millis(50)));
+                // Due but mid-event: look again shortly.
+                next = next.min(if now >= due {
+                    now + Duration::from_millis(50)
+                } else {
+                    due
+                });
             }
             match &mut this.timer {
                 Some(t) => t.as_mut().reset(next.into()),
@@ -359,6 +365,26 @@ mod tests {
             Bytes::from("data: {\"a\":")
         );
         assert!(matches!(body.next().await, Some(Err(StreamError::Idle(_)))));
+
+        // A CRLF ends a line, not the event.
+        let line = chunks(&["data: {\"a\":1}\r", "\n"]).chain(stream::pending());
+        let mut body = UpstreamBody::new(line, Duration::from_millis(300), Some(Duration::from_millis(20)));
+        body.next().await.expect("chunk").expect("ok");
+        body.next().await.expect("chunk").expect("ok");
+        assert!(matches!(body.next().await, Some(Err(StreamError::Idle(_)))));
+
+        for ending in ["\n\n", "\r\n\r\n", "\r\r", "\n\r\n"] {
+            let event = format!("data: 1{ending}");
+            let ended = stream::iter([Ok::<_, String>(Bytes::from(event))]).chain(stream::pending());
+            let mut body =
+                UpstreamBody::new(ended, Duration::from_millis(300), Some(Duration::from_millis(20)));
+            body.next().await.expect("chunk").expect("ok");
+            assert_eq!(
+                body.next().await.expect("hb").expect("ok"),
+                Bytes::from_static(KEEP_ALIVE),
+                "after {ending:?}"
+            );
+        }
 
         let whole = chunks(&["data: 1\n\n"]).chain(stream::pending());
         let mut body = UpstreamBody::new(whole, Duration::from_millis(300), Some(Duration::from_millis(20)));
