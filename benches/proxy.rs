@@ -16,13 +16,14 @@
 //! (rows for a bare actix-web + awc forwarder: the HTTP stack's own cost), BENCH_SETTLE_SECS
 //! (pause after each many-stream run, default 6),
 //! BENCH_BASELINE_BIN (another build of the BFF measured in the same run), BENCH_ROUNDS (the
-//! proxies, nginx, the BFF, bare and baseline, take turns this many times in an order rotated
-//! every round, each with its share of the requests and all the streams; default 1, 2 with a
-//! baseline), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
+//! proxies, nginx, the BFF, bare and baseline, take turns this many times, each with its
+//! share of the requests and all the streams, in orders that balance position and
+//! predecessor when it is a multiple of the number of proxies, twice it if odd; default 1, 2
+//! with a baseline), BENCH_SESSION_CACHE_MS, BENCH_WORKERS and BENCH_BFF_LOG
 //! (passed to the BFF as SESSION_CACHE_MS, WORKERS and RUST_LOG), BENCH_BFF_UNDER (a command
 //! the BFF runs under, e.g. `valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out`: one
 //! that keeps the BFF's process, as valgrind does, so the bench's signals reach it),
-//! BENCH_FLOOR_UNDER (the same for the bare forwarder: the stack's own instructions), and
+//! BENCH_FLOOR_UNDER (the same for the bare forwarder, with BENCH_FLOOR=1), and
 //! BENCH_LOGGING: `silent`
 //! (default: nginx without access log, the BFF at `warn`) or `file` (nginx's access log and
 //! the BFF's `info` lines, one per request each, written to files): like against like.
@@ -142,7 +143,7 @@ fn start_role(role: &str, value: impl FnOnce(u16) -> String, what: &str) -> Upst
     let exe = std::env::current_exe().expect("bench executable");
     let under = std::env::var("BENCH_FLOOR_UNDER")
         .ok()
-        .filter(|_| role == FLOOR_ROLE);
+        .filter(|u| role == FLOOR_ROLE && !u.trim().is_empty());
     let mut cmd = match &under {
         Some(u) => {
             let mut words = u.split_whitespace();
@@ -498,17 +499,33 @@ async fn json_load(t: &Target, total: usize, concurrency: usize) -> (f64, f64, f
     )
 }
 
+/// The order the proxies run in round `r`: a Williams design, so that over `width` rounds
+/// (twice that for an odd number) each proxy runs in every position and right after every
+/// other one equally often.
+fn turn_order(width: usize, r: usize) -> Vec<usize> {
+    let block = r % if width.is_multiple_of(2) { width } else { 2 * width };
+    // 0, 1, n-1, 2, n-2, ... shifted by the round.
+    let mut row: Vec<usize> = (0..width)
+        .map(|j| if j % 2 == 1 { j.div_ceil(2) } else { width - j / 2 })
+        .map(|f| (f + block) % width)
+        .collect();
+    if block >= width {
+        row.reverse();
+    }
+    row
+}
+
 /// One proxy measured by the bench: its target, its process (for CPU) and its sums.
 struct Column<'a> {
     name: &'static str,
     target: &'a Target,
-    pid: Option<u32>,
+    pid: u32,
     json: Sums,
     sse: Sums,
 }
 
 impl<'a> Column<'a> {
-    fn new(name: &'static str, target: &'a Target, pid: Option<u32>) -> Self {
+    fn new(name: &'static str, target: &'a Target, pid: u32) -> Self {
         Self {
             name,
             target,
@@ -534,13 +551,13 @@ impl Sums {
     /// What a column that was not measured shows.
     const MISSING: ([f64; 3], usize, f64, f64) = ([f64::NAN; 3], 0, f64::NAN, f64::NAN);
 
-    fn add(&mut self, figures: [f64; 3], errors: usize, cpu: Option<u64>, cpu_run: Option<u64>) {
+    fn add(&mut self, figures: [f64; 3], errors: usize, cpu: u64, cpu_run: u64) {
         for (sum, f) in self.figures.iter_mut().zip(figures) {
             *sum += f;
         }
         self.errors += errors;
-        self.cpu += cpu.unwrap_or(0);
-        self.cpu_run += cpu_run.unwrap_or(0);
+        self.cpu += cpu;
+        self.cpu_run += cpu_run;
         self.rounds += 1;
     }
 
@@ -853,29 +870,28 @@ fn main() {
         let nginx_pid = nginx.as_ref().map(|n| n.child.id());
         let mut columns: Vec<Column> = Vec::new();
         if let (Some(t), Some(p)) = (&ngx, nginx_pid) {
-            columns.push(Column::new("nginx", t, Some(p)));
+            columns.push(Column::new("nginx", t, p));
         }
-        columns.push(Column::new("BFF", &via, Some(pid)));
+        columns.push(Column::new("BFF", &via, pid));
         if let Some((t, p)) = &flo {
-            columns.push(Column::new("bare", t, Some(*p)));
+            columns.push(Column::new("bare", t, *p));
         }
         if let Some((t, p)) = &base {
-            columns.push(Column::new("baseline", t, Some(*p)));
+            columns.push(Column::new("baseline", t, *p));
         }
         let width = columns.len();
         let default_rounds = if base.is_some() { 2 } else { 1 };
         let rounds = env_usize("BENCH_ROUNDS", default_rounds).max(1);
         for r in 0..rounds {
-            for i in 0..width {
-                let c = &mut columns[(i + r) % width];
-                let before = c.pid.map(cpu_ticks);
+            for i in turn_order(width, r) {
+                let c = &mut columns[i];
+                let before = cpu_ticks(c.pid);
                 let (rps, p50, p99, errors) = json_load(c.target, requests / rounds, 64).await;
-                let cpu = c.pid.zip(before).map(|(p, b)| cpu_ticks(p) - b);
-                c.json.add([rps, p50, p99], errors, cpu, None);
+                c.json.add([rps, p50, p99], errors, cpu_ticks(c.pid) - before, 0);
             }
         }
-        // CPU ticks per round over the requests of one round.
-        let per_request = |ticks: f64| ticks * 1e4 / (requests / rounds) as f64;
+        // CPU ticks per round over the requests of one round (json_load runs whole batches).
+        let per_request = |ticks: f64| ticks * 1e4 / ((requests / rounds) / 64 * 64) as f64;
         let named = |name: &str| columns.iter().find(|c| c.name == name);
         let ([n_rps, n50, n99], ne, n_cpu, _) = named("nginx").map_or(Sums::MISSING, |c| c.json.mean());
         let ([b_rps, b50, b99], be, b_cpu, _) = named("BFF").map_or(Sums::MISSING, |c| c.json.mean());
@@ -912,8 +928,12 @@ fn main() {
                 );
             }
         }
+        let mut json_errors = format!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
+        for c in columns.iter().filter(|c| c.name == "bare" || c.name == "baseline") {
+            json_errors += &format!(", {} {}", c.name, c.json.errors);
+        }
         if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "json") {
-            println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
+            println!("{json_errors}");
             return;
         }
         // Memory first, while the heap holds no memory freed by earlier streams (reused, it
@@ -935,11 +955,11 @@ fn main() {
                 c.sse = Sums::default();
             }
             for r in 0..rounds {
-                for i in 0..width {
-                    let c = &mut columns[(i + r) % width];
-                    let before = c.pid.map(cpu_ticks);
-                    let (p50, p99, first, errors, run) = sse_load(c.target, n, events, c.pid).await;
-                    let with_pause = c.pid.zip(before).map(|(p, b)| cpu_ticks(p) - b);
+                for i in turn_order(width, r) {
+                    let c = &mut columns[i];
+                    let before = cpu_ticks(c.pid);
+                    let (p50, p99, first, errors, run) = sse_load(c.target, n, events, Some(c.pid)).await;
+                    let (with_pause, run) = (cpu_ticks(c.pid) - before, run.unwrap_or_default());
                     c.sse.add([p50, p99, first], errors, with_pause, run);
                 }
             }
@@ -976,10 +996,11 @@ fn main() {
         if held != streams {
             memory_rows(&via, pid, ngx.as_ref(), nginx_pid, held, hold).await;
         }
-        println!("errors: JSON direct {de}, nginx {ne}, BFF {be}");
+        println!("{json_errors}");
     });
     // A profiler writes its report when the program exits, not when it is killed.
-    if let Some(f) = floor.filter(|_| std::env::var("BENCH_FLOOR_UNDER").is_ok()) {
+    if let Some(f) = floor.filter(|_| std::env::var("BENCH_FLOOR_UNDER").is_ok_and(|v| !v.trim().is_empty()))
+    {
         let _ = Command::new("kill")
             .args(["-TERM", &f.child.id().to_string()])
             .status();
