@@ -44,8 +44,8 @@ pub struct UpstreamBody<S> {
     /// session check. Made on the first wait: most JSON bodies arrive whole and never wait.
     timer: Option<Pin<Box<Sleep>>>,
     heartbeat: Option<Duration>,
-    /// The last four bytes passed on, to tell whether an event has just ended.
-    tail: [u8; 4],
+    /// The last three bytes passed on, to tell whether an event has just ended.
+    tail: [u8; 3],
     bytes: u64,
     finished: bool,
     eof_is_truncation: bool,
@@ -79,7 +79,7 @@ impl<S> UpstreamBody<S> {
             last_sent: now,
             timer: None,
             heartbeat,
-            tail: *b"\n\n\n\n",
+            tail: *b"\n\n\n",
             bytes: 0,
             finished: false,
             eof_is_truncation: false,
@@ -137,7 +137,7 @@ impl<S> UpstreamBody<S> {
         // A blank line ends an event; lines end in LF, CRLF or CR. A lone CRLF is only the
         // end of a line: a heartbeat after `data: a\r\n` would dispatch a partial event.
         let t = &self.tail;
-        t.ends_with(b"\n\n") || t.ends_with(b"\r\r") || t.ends_with(b"\n\r\n") || t.ends_with(b"\r\n\r\n")
+        t.ends_with(b"\n\n") || t.ends_with(b"\r\r") || t.ends_with(b"\n\r\n")
     }
 
     /// Polls a session check under way; true when it found the session gone. When it finds
@@ -200,9 +200,9 @@ where
                 this.last_chunk = Instant::now();
                 this.last_sent = this.last_chunk;
                 this.bytes += chunk.len() as u64;
-                let keep = chunk.len().min(4);
+                let keep = chunk.len().min(3);
                 this.tail.rotate_left(keep);
-                this.tail[4 - keep..].copy_from_slice(&chunk[chunk.len() - keep..]);
+                this.tail[3 - keep..].copy_from_slice(&chunk[chunk.len() - keep..]);
                 return Poll::Ready(Some(Ok(chunk)));
             }
             Poll::Ready(Some(Err(e))) => {
