@@ -8,7 +8,7 @@ use std::{
 use futures_util::future::join_all;
 
 use crate::{
-    binary::{free_port, sign_in, BffProcess},
+    binary::{free_port, header_text, sign_in, BffProcess},
     helpers::{spawn_app_with, TestApp},
     upstream::spawn_upstream,
 };
@@ -359,10 +359,7 @@ async fn the_log_names_each_request_by_id_and_holds_no_secret() {
         .await
         .expect("proxied");
     assert_eq!(res.status(), 200);
-    let id = res
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
+    let id = header_text(res.headers(), "x-request-id")
         .expect("request id")
         .to_owned();
     let echoed: serde_json::Value = res.json().await.expect("echo");

@@ -104,6 +104,11 @@ impl BffProcess {
     }
 }
 
+/// A response header's value as text, if present and visible ASCII.
+pub fn header_text<'a>(headers: &'a awc::http::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 /// Signs in as Alice through the binary's demo provider; returns the `Cookie` header value.
 pub async fn sign_in(origin: &str) -> String {
     let c = awc::Client::builder().disable_redirects().finish();
@@ -112,17 +117,11 @@ pub async fn sign_in(origin: &str) -> String {
         .send()
         .await
         .expect("login");
-    let login = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
+    let login = header_text(res.headers(), "set-cookie")
         .and_then(|v| v.split(';').next())
         .expect("login cookie")
         .to_owned();
-    let authorize = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
+    let authorize = header_text(res.headers(), "location")
         .expect("location")
         .to_owned();
     let mut form: Vec<(String, String)> = url::Url::parse(&authorize)
@@ -136,10 +135,7 @@ pub async fn sign_in(origin: &str) -> String {
         .send_form(&form)
         .await
         .expect("authorize");
-    let callback = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
+    let callback = header_text(res.headers(), "location")
         .expect("callback")
         .to_owned();
     let res = c
